@@ -1,0 +1,545 @@
+"""edXML bytes, file or stream to the typed model.
+
+Tolerant where real producers differ: any prefix or none, any element order, surrounding
+whitespace, a UTF-8 BOM, CRLF line ends, ``cid:`` or bare content ids, ``xlink:href`` on
+manifest references, empty optional elements. Unknown elements are kept in
+``message.unknown`` (and reported by validation), never dropped silently.
+
+Strict where safety demands: reading goes through :mod:`connector.edxml.reader` (no DTD,
+no entities, no network, bounded size, depth and element count).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from lxml import etree
+
+from .errors import EdxmlError, Problem, Report
+from .model import (
+    DSIG_NS,
+    NS,
+    VN_TZ,
+    XLINK_NS,
+    Attachment,
+    Business,
+    BusinessDocumentInfo,
+    Code,
+    DocumentType,
+    Edoc,
+    ManifestReference,
+    Message,
+    Organization,
+    OtherInfo,
+    PromulgationInfo,
+    Receiver,
+    ReplacementInfo,
+    ResponseFor,
+    SignerInfo,
+    StaffInfo,
+    Status,
+    TraceHeader,
+    UnknownElement,
+)
+from .packaging import UnwrapError, is_single_entry_zip, unwrap
+from .reader import Limits, RawDocument, Source, element_path, read
+
+T = TypeVar("T")
+
+# Element names the standard defines, per parent; anything else is "unknown".
+_KNOWN: dict[str, set[str]] = {
+    "edXML": {"edXMLEnvelope", "AttachmentEncoded"},
+    "edXMLEnvelope": {"edXMLHeader", "edXMLBody"},
+    "edXMLHeader": {"MessageHeader", "TraceHeaderList", "Signature"},
+    "edXMLBody": {"edXMLManifest"},
+    "edXMLManifest": {"Reference"},
+    "Reference": {"ContentId", "ContentType", "Description", "AttachmentName"},
+    "AttachmentEncoded": {"Attachment"},
+    "Attachment": {"ContentId", "AttachmentName", "Description", "ContentType", "ContentTransferEncoded"},
+    "From": {"OrganId", "OrganizationInCharge", "OrganName", "OrganAdd", "Email", "Telephone", "Fax", "Website"},
+    "To": {"OrganId", "OrganizationInCharge", "OrganName", "OrganAdd", "Email", "Telephone", "Fax", "Website"},
+    "Code": {"CodeNumber", "CodeNotation"},
+    "PromulgationInfo": {"Place", "PromulgationDate"},
+    "DocumentType": {"Type", "TypeDetail", "TypeName"},
+    "SignerInfo": {"Competence", "Position", "FullName"},
+    "OtherInfo": {
+        "Priority",
+        "SphereOfPromulgation",
+        "TyperNotation",
+        "PromulgationAmount",
+        "PageAmount",
+        "Direction",
+        "Appendixes",
+    },
+    "Appendixes": {"Appendix"},
+    "ToPlaces": {"Place"},
+    "ResponseFor": {"OrganId", "Code", "PromulgationDate", "DocumentId"},
+    "TraceHeaderList": {"TraceHeader", "Bussiness"},
+    "TraceHeader": {"OrganId", "Timestamp"},
+    "Bussiness": {
+        "DocumentId",
+        "BussinessDocType",
+        "BussinessDocReason",
+        "Paper",
+        "BussinessDocumentInfo",
+        "ReplacementInfoList",
+        "StaffInfo",
+    },
+    "BussinessDocumentInfo": {"DocumentInfo", "DocumentReceiver", "ReceiverList"},
+    "ReceiverList": {"Receiver"},
+    "Receiver": {"OrganId", "ReceiverType"},
+    "ReplacementInfoList": {"ReplacementInfo"},
+    "ReplacementInfo": {"DocumentId", "OrganIdList"},
+    "OrganIdList": {"OrganId"},
+    "StaffInfo": {"Department", "Staff", "Email", "Mobile"},
+}
+_EDOC_HEADER = {
+    "From",
+    "To",
+    "DocumentId",
+    "Code",
+    "PromulgationInfo",
+    "DocumentType",
+    "Subject",
+    "Content",
+    "SignerInfo",
+    "DueDate",
+    "OtherInfo",
+    "SteeringType",
+    "ToPlaces",
+    "ResponseFor",
+}
+_STATUS_HEADER = {"From", "ResponseFor", "StaffInfo", "StatusCode", "Description", "Timestamp"}
+
+
+@dataclass
+class Parsed:
+    """A parsed message with the tree it came from and every problem found on the way."""
+
+    message: Message
+    raw: RawDocument
+    report: Report = field(default_factory=Report)
+    source: str = ""
+
+    @property
+    def root(self) -> etree._Element:
+        return self.raw.root
+
+    def close(self) -> None:
+        """Release the spooled attachment files."""
+        self.raw.close()
+
+    def __enter__(self) -> "Parsed":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def parse(
+    source: Source,
+    *,
+    limits: Limits = Limits(),
+    spool_dir: str | Path | None = None,
+    validate: bool = True,
+    source_name: str | None = None,
+) -> Parsed:
+    """Read, (optionally) validate and convert edXML into an :class:`Edoc` or :class:`Status`.
+
+    Raises :class:`EdxmlError` only when the input cannot be read as edXML at all; every
+    other problem is in ``parsed.report``, each with path and line.
+    """
+    name = source_name or (str(source) if isinstance(source, (str, Path)) else "")
+    try:
+        raw = read(source, limits=limits, spool_dir=spool_dir)
+    except EdxmlError as exc:
+        raise exc.located(name) if name else exc
+    try:
+        extractor = _Extractor(raw, limits, spool_dir)
+        message = extractor.message()
+        problems = list(raw.problems)
+        if validate:
+            from .validate import validate_tree
+
+            problems += validate_tree(raw.root)
+        covered = {p.line for p in problems if p.severity == "error"}
+        problems += [p for p in extractor.problems if p.line not in covered]
+    except EdxmlError as exc:
+        raw.close()
+        raise exc.located(name) if name else exc
+    if name:
+        problems = [p.located(name) for p in problems]
+    return Parsed(message, raw, Report(problems), name)
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def _is_edxml(element: etree._Element) -> bool:
+    ns = etree.QName(element).namespace
+    return ns is None or ns == NS
+
+
+def _local(element: etree._Element) -> str:
+    return etree.QName(element).localname
+
+
+class _Extractor:
+    """Walks the tree once, by local name, into model objects."""
+
+    def __init__(self, raw: RawDocument, limits: Limits, spool_dir: str | Path | None):
+        self.raw = raw
+        self.raw_limits = limits
+        self.spool_dir = spool_dir
+        self.problems: list[Problem] = []
+        self.unknown: list[UnknownElement] = []
+
+    # -- navigation ----------------------------------------------------------------------
+
+    def children(self, parent: etree._Element | None, name: str) -> list[etree._Element]:
+        if parent is None:
+            return []
+        return [c for c in parent if isinstance(c.tag, str) and _is_edxml(c) and _local(c) == name]
+
+    def child(self, parent: etree._Element | None, name: str) -> etree._Element | None:
+        found = self.children(parent, name)
+        return found[0] if found else None
+
+    def text(self, parent: etree._Element | None, name: str) -> str | None:
+        element = self.child(parent, name)
+        if element is None or element.text is None:
+            return None
+        value = element.text.strip()
+        return value or None
+
+    def typed(self, parent: etree._Element | None, name: str, convert: Callable[[str], T], expected: str) -> T | None:
+        value = self.text(parent, name)
+        if value is None:
+            return None
+        try:
+            return convert(value)
+        except ValueError:
+            element = self.child(parent, name)
+            self.problems.append(
+                Problem(
+                    f"{name} is {value!r}, expected {expected}",
+                    path=element_path(element),
+                    line=element.sourceline,
+                    code="value",
+                )
+            )
+            return None
+
+    def note_unknown(self, parent: etree._Element, known: set[str]) -> None:
+        for child in parent:
+            if not isinstance(child.tag, str):
+                continue
+            if _is_edxml(child) and _local(child) in known:
+                continue
+            if _local(child) == "Signature" and etree.QName(child).namespace in (DSIG_NS, NS, None):
+                continue
+            xml = etree.tostring(child, encoding="unicode", with_tail=False)
+            self.unknown.append(UnknownElement(element_path(child), child.sourceline, xml))
+
+    def walk_unknown(self, element: etree._Element) -> None:
+        """Record unknown children everywhere below ``element`` (Signature excluded)."""
+        name = _local(element)
+        if name == "Signature":
+            return
+        known = _KNOWN.get(name)
+        if name == "MessageHeader":
+            known = _EDOC_HEADER | _STATUS_HEADER | {"StaffInfo"}
+        if known is None:
+            return
+        self.note_unknown(element, known)
+        for child in element:
+            if isinstance(child.tag, str) and _is_edxml(child) and _local(child) in known:
+                self.walk_unknown(child)
+
+    # -- messages ------------------------------------------------------------------------
+
+    def message(self) -> Message:
+        root = self.raw.root
+        if _local(root) != "edXML":
+            raise EdxmlError(
+                Problem(
+                    f"root element is {_local(root)!r}, expected 'edXML'",
+                    path=element_path(root),
+                    line=root.sourceline,
+                    code="structure",
+                )
+            )
+        envelope = self.child(root, "edXMLEnvelope")
+        header_el = self.child(self.child(envelope, "edXMLHeader"), "MessageHeader")
+        if header_el is None:
+            raise EdxmlError(
+                Problem(
+                    "no edXMLEnvelope/edXMLHeader/MessageHeader: this is not an edXML message",
+                    path=element_path(root),
+                    line=root.sourceline,
+                    code="structure",
+                )
+            )
+        self.walk_unknown(root)
+        if self.child(header_el, "StatusCode") is not None:
+            message: Message = self.status(header_el)
+        else:
+            message = self.edoc(root, envelope, header_el)
+        message.unknown = self.unknown
+        return message
+
+    def status(self, h: etree._Element) -> Status:
+        return Status(
+            from_=self.organization(self.child(h, "From")),
+            response_for=[self.response_for(e) for e in self.children(h, "ResponseFor")],
+            staff_info=self.staff_info(self.child(h, "StaffInfo")),
+            status_code=self.text(h, "StatusCode"),
+            description=self.text(h, "Description"),
+            timestamp=self.typed(h, "Timestamp", parse_timestamp, "a time as yyyy/MM/dd HH:mm:ss"),
+        )
+
+    def edoc(self, root: etree._Element, envelope: etree._Element, h: etree._Element) -> Edoc:
+        header = self.child(envelope, "edXMLHeader")
+        traces = self.child(header, "TraceHeaderList")
+        code = self.child(h, "Code")
+        promulgation = self.child(h, "PromulgationInfo")
+        doctype = self.child(h, "DocumentType")
+        signer = self.child(h, "SignerInfo")
+        manifest = [self.reference(e) for e in self.children(self.child(self.child(envelope, "edXMLBody"), "edXMLManifest"), "Reference")]
+        return Edoc(
+            from_=self.organization(self.child(h, "From")),
+            to=[self.organization(e) for e in self.children(h, "To")],
+            document_id=self.text(h, "DocumentId"),
+            code=Code(self.text(code, "CodeNumber"), self.text(code, "CodeNotation")),
+            promulgation=PromulgationInfo(
+                self.text(promulgation, "Place"),
+                self.typed(promulgation, "PromulgationDate", parse_date, "a date as yyyy/MM/dd"),
+            ),
+            document_type=DocumentType(
+                self.text(doctype, "Type"), self.text(doctype, "TypeDetail"), self.text(doctype, "TypeName")
+            ),
+            subject=self.text(h, "Subject"),
+            content=self.text(h, "Content"),
+            signer_info=SignerInfo(
+                self.text(signer, "Competence"), self.text(signer, "Position"), self.text(signer, "FullName")
+            ),
+            due_date=self.typed(h, "DueDate", parse_date, "a date as yyyy/MM/dd"),
+            other_info=self.other_info(self.child(h, "OtherInfo")),
+            steering_type=self.typed(h, "SteeringType", int, "an integer (0, 1 or 2)"),
+            to_places=self.texts(self.child(h, "ToPlaces"), "Place"),
+            response_for=[r for r in (self.response_for(e) for e in self.children(h, "ResponseFor")) if r != ResponseFor()],
+            trace_headers=[self.trace_header(e) for e in self.children(traces, "TraceHeader")],
+            business=self.business(self.child(traces, "Bussiness")),
+            manifest=manifest,
+            attachments=self.attachments(self.child(root, "AttachmentEncoded"), manifest),
+        )
+
+    # -- parts ---------------------------------------------------------------------------
+
+    def texts(self, parent: etree._Element | None, name: str) -> list[str]:
+        values = []
+        for element in self.children(parent, name):
+            value = (element.text or "").strip()
+            if value:
+                values.append(value)
+        return values
+
+    def organization(self, e: etree._Element | None) -> Organization:
+        return Organization(
+            organ_id=self.text(e, "OrganId"),
+            organization_in_charge=self.text(e, "OrganizationInCharge"),
+            organ_name=self.text(e, "OrganName"),
+            organ_add=self.text(e, "OrganAdd"),
+            email=self.text(e, "Email"),
+            telephone=self.text(e, "Telephone"),
+            fax=self.text(e, "Fax"),
+            website=self.text(e, "Website"),
+        )
+
+    def other_info(self, e: etree._Element | None) -> OtherInfo:
+        return OtherInfo(
+            priority=self.typed(e, "Priority", int, "an integer 0-4"),
+            sphere_of_promulgation=self.text(e, "SphereOfPromulgation"),
+            typer_notation=self.text(e, "TyperNotation"),
+            promulgation_amount=self.typed(e, "PromulgationAmount", int, "an integer"),
+            page_amount=self.typed(e, "PageAmount", int, "an integer"),
+            direction=self.typed(e, "Direction", parse_bool, "true or false"),
+            appendixes=self.texts(self.child(e, "Appendixes"), "Appendix"),
+        )
+
+    def response_for(self, e: etree._Element) -> ResponseFor:
+        return ResponseFor(
+            organ_id=self.text(e, "OrganId"),
+            code=self.text(e, "Code"),
+            promulgation_date=self.typed(e, "PromulgationDate", parse_date, "a date as yyyy/MM/dd"),
+            document_id=self.text(e, "DocumentId"),
+        )
+
+    def trace_header(self, e: etree._Element) -> TraceHeader:
+        return TraceHeader(
+            organ_id=self.text(e, "OrganId"),
+            timestamp=self.typed(e, "Timestamp", parse_timestamp, "a time as yyyy/MM/dd HH:mm:ss"),
+        )
+
+    def staff_info(self, e: etree._Element | None) -> StaffInfo | None:
+        if e is None:
+            return None
+        return StaffInfo(
+            department=self.text(e, "Department"),
+            staff=self.text(e, "Staff"),
+            email=self.text(e, "Email"),
+            mobile=self.text(e, "Mobile"),
+        )
+
+    def business(self, e: etree._Element | None) -> Business | None:
+        if e is None:
+            return None
+        info = self.child(e, "BussinessDocumentInfo")
+        return Business(
+            document_id=self.text(e, "DocumentId"),
+            business_doc_type=self.typed(e, "BussinessDocType", int, "an integer 0-3"),
+            business_doc_reason=self.text(e, "BussinessDocReason"),
+            paper=self.typed(e, "Paper", int, "0 or 1"),
+            business_document_info=None
+            if info is None
+            else BusinessDocumentInfo(
+                document_info=self.typed(info, "DocumentInfo", int, "0 or 1"),
+                document_receiver=self.typed(info, "DocumentReceiver", int, "0 or 1"),
+                receivers=[
+                    Receiver(self.text(r, "OrganId"), self.typed(r, "ReceiverType", int, "an integer"))
+                    for r in self.children(self.child(info, "ReceiverList"), "Receiver")
+                ],
+            ),
+            replacement_info=[
+                ReplacementInfo(self.text(r, "DocumentId"), self.texts(self.child(r, "OrganIdList"), "OrganId"))
+                for r in self.children(self.child(e, "ReplacementInfoList"), "ReplacementInfo")
+            ],
+            staff_info=self.staff_info(self.child(e, "StaffInfo")),
+        )
+
+    def reference(self, e: etree._Element) -> ManifestReference:
+        href = e.get(f"{{{XLINK_NS}}}href") or e.get("href")
+        content_id = self.text(e, "ContentId") or (href or "")
+        return ManifestReference(
+            content_id=bare_cid(content_id),
+            attachment_name=self.text(e, "AttachmentName"),
+            content_type=self.text(e, "ContentType"),
+            description=self.text(e, "Description"),
+            href=href or None,
+        )
+
+    def attachments(self, container: etree._Element | None, manifest: list[ManifestReference]) -> list[Attachment]:
+        by_cid = {m.content_id: m for m in manifest}
+        result = []
+        for e in self.children(container, "Attachment"):
+            cid = bare_cid(self.text(e, "ContentId") or "")
+            ref = by_cid.get(cid)
+            name = self.text(e, "AttachmentName") or (ref.attachment_name if ref else None) or cid or "attachment"
+            wire_type = self.text(e, "ContentType") or (ref.content_type if ref else None)
+            payload_el = self.child(e, "ContentTransferEncoded")
+            data = self.raw.payload_for(payload_el) if payload_el is not None else None
+            packaging, content_type = "plain", wire_type or guess_type(name)
+            if data is not None and (wire_type or "").lower() in _ZIP_TYPES and not name.lower().endswith(".zip"):
+                inner = self.unwrapped(data, payload_el)
+                if inner is not None:
+                    data, packaging, content_type = inner, "zip", guess_type(name)
+            result.append(
+                Attachment(
+                    content_id=cid,
+                    name=name,
+                    content_type=content_type,
+                    description=self.text(e, "Description") or (ref.description if ref else None),
+                    packaging=packaging,
+                    data=data,
+                )
+            )
+        return result
+
+    def unwrapped(self, data, payload_el: etree._Element):
+        """The inner file of a VNPT one-entry ZIP, or None when the content is not one."""
+        if not is_single_entry_zip(data):
+            return None
+        try:
+            inner = unwrap(data, spool_memory=self.raw_limits.spool_memory, spool_dir=self.spool_dir)
+        except UnwrapError as exc:
+            self.problems.append(
+                Problem(str(exc), path=element_path(payload_el), line=payload_el.sourceline, code="zip")
+            )
+            return None
+        self.raw.replace_payload(payload_el, inner)
+        return inner
+
+
+_ZIP_TYPES = {"application/zip", "application/x-zip-compressed", "application/x-zip"}
+
+
+# --------------------------------------------------------------------------- value formats
+
+_DATE_RE = re.compile(r"^(\d{4})[/-](\d{1,2})[/-](\d{1,2})$")
+_TIME_RE = re.compile(
+    r"^(\d{4})[/-](\d{1,2})[/-](\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?(?:\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+_DMY_RE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$")
+
+
+def parse_date(value: str) -> date:
+    """``yyyy/MM/dd`` (the wire format), ISO ``yyyy-MM-dd``, or Vietnamese ``dd/MM/yyyy``.
+
+    Some producers (Bkav's samples) write ``dd/MM/yyyy``; it is read, and validation warns.
+    A timestamp gives its date.
+    """
+    match = _DATE_RE.match(value)
+    if match:
+        return date(int(match[1]), int(match[2]), int(match[3]))
+    match = _DMY_RE.match(value)
+    if match:
+        return date(int(match[3]), int(match[2]), int(match[1]))
+    return parse_timestamp(value).date()
+
+
+def parse_timestamp(value: str) -> datetime:
+    """``yyyy/MM/dd HH:mm:ss`` in Vietnam time (the wire format), or ISO 8601 with an offset."""
+    match = _TIME_RE.match(value)
+    if not match:
+        raise ValueError(value)
+    year, month, day, hour, minute, second, zone = match.groups()
+    moment = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
+    if zone:
+        iso = datetime.fromisoformat(moment.isoformat() + ("+00:00" if zone == "Z" else _colon(zone)))
+        return iso.astimezone(VN_TZ)
+    return moment.replace(tzinfo=VN_TZ)
+
+
+def _colon(zone: str) -> str:
+    return zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
+
+
+def parse_bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise ValueError(value)
+
+
+def bare_cid(value: str) -> str:
+    """A content id without the ``cid:`` scheme or angle brackets, as both forms occur."""
+    value = value.strip()
+    if value.lower().startswith("cid:"):
+        value = value[4:]
+    return value.strip("<>")
+
+
+def guess_type(name: str) -> str:
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+__all__ = ["Parsed", "parse", "parse_date", "parse_timestamp", "bare_cid", "guess_type"]

@@ -1,0 +1,366 @@
+"""Safe, streaming reading of edXML bytes into an element tree plus attachment files.
+
+Why not ``lxml.etree.parse``: an attachment's base64 text can be hundreds of megabytes, and
+lxml keeps every text node whole in memory. Here expat reads the input in chunks; the text of
+each ``ContentTransferEncoded`` element is decoded as it arrives into a spooled file (with its
+size and SHA-256), and every other element lands in a small lxml tree that keeps source line
+numbers, so validation can say exactly where a problem is.
+
+Safety: a DOCTYPE or any entity declaration stops the read (no DTD, no entities, nothing is
+ever fetched); input size, nesting depth, element count, text and attribute sizes are bounded.
+"""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Union
+from xml.parsers import expat
+
+from lxml import etree
+
+from .errors import EdxmlError, Problem
+from .model import SpooledData
+
+Source = Union[bytes, bytearray, memoryview, str, Path, BinaryIO]
+
+_SEP = "\x01"
+_PAYLOAD = "ContentTransferEncoded"
+_READ_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that keep hostile or broken input from exhausting the machine."""
+
+    max_bytes: int = 2 * 1024**3
+    max_depth: int = 40
+    max_elements: int = 100_000
+    max_text: int = 1 << 20
+    max_attribute: int = 1 << 16
+    spool_memory: int = 1 << 20
+
+
+@dataclass
+class RawDocument:
+    """What the reader produced: the tree, the attachment payloads and non-fatal problems."""
+
+    root: etree._Element
+    payloads: list[tuple[etree._Element, SpooledData]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def payload_for(self, element: etree._Element) -> SpooledData | None:
+        for owner, data in self.payloads:
+            if owner is element:
+                return data
+        return None
+
+    def replace_payload(self, element: etree._Element, data: SpooledData) -> None:
+        """Swap an element's payload (after unwrapping), closing the one it replaces."""
+        for index, (owner, old) in enumerate(self.payloads):
+            if owner is element:
+                old.close()
+                self.payloads[index] = (owner, data)
+                return
+        self.payloads.append((element, data))
+
+    def close(self) -> None:
+        for _, data in self.payloads:
+            data.close()
+
+
+def read(source: Source, *, limits: Limits = Limits(), spool_dir: str | Path | None = None) -> RawDocument:
+    """Read edXML from bytes, a file path or a binary stream.
+
+    Raises :class:`EdxmlError` (with the line and cause) when the input is not well-formed,
+    hostile, or over a limit; returns problems that leave the document readable (such as
+    broken base64) in ``RawDocument.problems``.
+    """
+    builder = _TreeBuilder(limits, spool_dir)
+    parser = builder.make_parser()
+    total = 0
+    try:
+        for chunk in _chunks(source):
+            total += len(chunk)
+            if total > limits.max_bytes:
+                raise EdxmlError(
+                    Problem(
+                        f"input is larger than the limit of {limits.max_bytes} bytes",
+                        line=parser.CurrentLineNumber,
+                        code="limit",
+                    )
+                )
+            parser.Parse(chunk, False)
+        parser.Parse(b"", True)
+    except expat.ExpatError as exc:
+        builder.discard()
+        message = _expat_message(exc)
+        if exc.code == expat.errors.codes[expat.errors.XML_ERROR_TAG_MISMATCH] and builder.stack:
+            open_el = builder.stack[-1]
+            message += (
+                f"; the element {etree.QName(open_el).localname} opened at line "
+                f"{open_el.sourceline} is still open here"
+            )
+        raise EdxmlError(
+            Problem(message, line=exc.lineno, code="not-well-formed", path=builder.path())
+        ) from None
+    except EdxmlError:
+        builder.discard()
+        raise
+    except RecursionError:
+        builder.discard()
+        raise EdxmlError(Problem("document nests too deeply", code="limit")) from None
+    if builder.root is None:
+        raise EdxmlError(Problem("no root element: the input is empty", code="not-well-formed"))
+    return RawDocument(builder.root, builder.payloads, builder.problems)
+
+
+def _chunks(source: Source):
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        view = memoryview(source)
+        for start in range(0, len(view), _READ_CHUNK * 16):
+            yield bytes(view[start : start + _READ_CHUNK * 16])
+        return
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as fh:
+            yield from _stream_chunks(fh)
+        return
+    yield from _stream_chunks(source)
+
+
+def _stream_chunks(fh: BinaryIO):
+    while True:
+        chunk = fh.read(_READ_CHUNK * 4)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _expat_message(exc: expat.ExpatError) -> str:
+    text = expat.ErrorString(exc.code) if exc.code else str(exc)
+    hints = {
+        "unbound prefix": "a namespace prefix is used without being declared (xmlns:...)",
+        "mismatched tag": "an element is closed by the wrong end tag (an element opened twice or not closed?)",
+        "not well-formed (invalid token)": "invalid character or bad markup (is the file UTF-8?)",
+        "no element found": "the document ends before its root element is closed (truncated?)",
+        "junk after document element": "content after the root element",
+    }
+    hint = hints.get(text)
+    detail = f"{text}: {hint}" if hint else text
+    return f"not well-formed XML at column {exc.offset + 1}: {detail}"
+
+
+class _TreeBuilder:
+    """Expat callbacks that build a light lxml tree and stream attachment payloads."""
+
+    def __init__(self, limits: Limits, spool_dir: str | Path | None):
+        self.limits = limits
+        self.spool_dir = spool_dir
+        self.root: etree._Element | None = None
+        self.stack: list[etree._Element] = []
+        self.texts: list[list[str]] = []
+        self.text_sizes: list[int] = []
+        self.payloads: list[tuple[etree._Element, SpooledData]] = []
+        self.problems: list[Problem] = []
+        self.pending_ns: dict[str | None, str] = {}
+        self.count = 0
+        self.sink: _Base64Sink | None = None
+        self.parser: expat.XMLParserType | None = None
+
+    def make_parser(self) -> expat.XMLParserType:
+        parser = expat.ParserCreate(namespace_separator=_SEP)
+        parser.namespace_prefixes = True
+        parser.buffer_text = True
+        parser.buffer_size = _READ_CHUNK
+        parser.ordered_attributes = False
+        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        parser.StartDoctypeDeclHandler = self._doctype
+        parser.EntityDeclHandler = self._entity
+        parser.UnparsedEntityDeclHandler = self._entity
+        parser.ExternalEntityRefHandler = self._external
+        parser.StartNamespaceDeclHandler = self._ns
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = self._text
+        self.parser = parser
+        return parser
+
+    # -- hostile constructs ------------------------------------------------------------
+
+    def _line(self) -> int | None:
+        return self.parser.CurrentLineNumber if self.parser else None
+
+    def _doctype(self, name, sysid, pubid, has_internal_subset) -> None:
+        raise EdxmlError(
+            Problem(
+                "a DOCTYPE declaration is not allowed in edXML (DTDs and entities are refused for safety)",
+                line=self._line(),
+                code="hostile",
+            )
+        )
+
+    def _entity(self, name, *args) -> None:
+        raise EdxmlError(Problem(f"entity declaration {name!r} is not allowed", line=self._line(), code="hostile"))
+
+    def _external(self, context, base, system_id, public_id) -> int:
+        raise EdxmlError(
+            Problem(f"reference to an external entity ({system_id!r}) is not allowed", line=self._line(), code="hostile")
+        )
+
+    # -- structure ------------------------------------------------------------------------
+
+    def _ns(self, prefix: str | None, uri: str) -> None:
+        self.pending_ns[prefix or None] = uri
+
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        self.count += 1
+        if self.count > self.limits.max_elements:
+            raise EdxmlError(
+                Problem(f"more than {self.limits.max_elements} elements", line=self._line(), code="limit")
+            )
+        if len(self.stack) >= self.limits.max_depth:
+            raise EdxmlError(
+                Problem(f"elements nest deeper than {self.limits.max_depth} levels", line=self._line(), code="limit")
+            )
+        tag = _clark(name)
+        nsmap, self.pending_ns = self.pending_ns, {}
+        if self.stack:
+            element = etree.SubElement(self.stack[-1], tag, nsmap=nsmap or None)
+        else:
+            element = etree.Element(tag, nsmap=nsmap or None)
+            self.root = element
+        element.sourceline = self._line()
+        for key, value in attrs.items():
+            if len(value) > self.limits.max_attribute:
+                raise EdxmlError(
+                    Problem(
+                        f"attribute {_local(key)!r} is longer than {self.limits.max_attribute} characters",
+                        line=self._line(),
+                        code="limit",
+                        path=self.path(),
+                    )
+                )
+            element.set(_clark(key), value)
+        self.stack.append(element)
+        self.texts.append([])
+        self.text_sizes.append(0)
+        if etree.QName(element).localname == _PAYLOAD:
+            data = SpooledData(self.limits.spool_memory, self.spool_dir)
+            self.payloads.append((element, data))
+            self.sink = _Base64Sink(data)
+
+    def _end(self, name: str) -> None:
+        element = self.stack.pop()
+        parts = self.texts.pop()
+        self.text_sizes.pop()
+        if self.sink is not None:
+            error = self.sink.close()
+            if error:
+                self.problems.append(
+                    Problem(
+                        f"attachment content is not valid base64: {error}",
+                        path=_path_of(element),
+                        line=element.sourceline,
+                        code="base64",
+                    )
+                )
+            self.sink = None
+        elif parts and len(element) == 0:
+            element.text = "".join(parts)
+
+    def _text(self, data: str) -> None:
+        if not self.stack:
+            return
+        if self.sink is not None:
+            self.sink.feed(data)
+            return
+        size = self.text_sizes[-1] + len(data)
+        if size > self.limits.max_text:
+            raise EdxmlError(
+                Problem(
+                    f"text content longer than {self.limits.max_text} characters",
+                    line=self._line(),
+                    code="limit",
+                    path=self.path(),
+                )
+            )
+        self.text_sizes[-1] = size
+        self.texts[-1].append(data)
+
+    def path(self) -> str:
+        return "/" + "/".join(etree.QName(e).localname for e in self.stack) if self.stack else ""
+
+    def discard(self) -> None:
+        for _, data in self.payloads:
+            data.close()
+
+
+class _Base64Sink:
+    """Decodes base64 text as it arrives, in whole quartets, into a spooled file."""
+
+    _WS = b" \t\r\n"
+
+    def __init__(self, out: SpooledData):
+        self.out = out
+        self.pending = b""
+        self.error: str | None = None
+        self.offset = 0
+
+    def feed(self, text: str) -> None:
+        if self.error:
+            return
+        try:
+            raw = text.encode("ascii")
+        except UnicodeEncodeError as exc:
+            self.error = f"non-ASCII character {text[exc.start]!r} near encoded offset {self.offset + exc.start}"
+            return
+        raw = self.pending + raw.translate(None, self._WS)
+        whole = len(raw) - len(raw) % 4
+        if whole:
+            try:
+                self.out.write(binascii.a2b_base64(raw[:whole], strict_mode=True))
+            except binascii.Error as exc:
+                self.error = f"{exc} (within encoded characters {self.offset}..{self.offset + whole})"
+                return
+            self.offset += whole
+        self.pending = raw[whole:]
+
+    def close(self) -> str | None:
+        if not self.error and self.pending:
+            self.error = f"{len(self.pending)} trailing character(s) do not form a whole base64 quartet"
+        self.out.finish()
+        return self.error
+
+
+def _clark(name: str) -> str:
+    parts = name.split(_SEP)
+    if len(parts) == 1:
+        return parts[0]
+    return "{%s}%s" % (parts[0], parts[1])
+
+
+def _local(name: str) -> str:
+    parts = name.split(_SEP)
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _path_of(element: etree._Element) -> str:
+    """``/edXML/.../To[2]/OrganId``: local names, with an index only among same-named siblings."""
+    steps = []
+    node = element
+    while node is not None:
+        name = etree.QName(node).localname
+        parent = node.getparent()
+        if parent is not None:
+            same = [c for c in parent if isinstance(c.tag, str) and c.tag == node.tag]
+            if len(same) > 1:
+                name += f"[{same.index(node) + 1}]"
+        steps.append(name)
+        node = parent
+    return "/" + "/".join(reversed(steps))
+
+
+element_path = _path_of
+
+__all__ = ["Limits", "RawDocument", "read", "element_path", "Source"]

@@ -1,0 +1,1 @@
+"""XMLDSig signing and verification, key sources, trust store, chain and revocation checks."""
