@@ -175,6 +175,7 @@ class Attachment:
     data: AttachmentData | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.content_id = bare_content_id(self.content_id)
         if self.data is not None:
             self.size = self.data.size
             self.sha256 = self.data.sha256
@@ -189,6 +190,9 @@ class ManifestReference:
     content_type: str | None = None
     description: str | None = None
     href: str | None = None
+
+    def __post_init__(self) -> None:
+        self.content_id = bare_content_id(self.content_id)
 
 
 # --------------------------------------------------------------------------- header parts
@@ -367,6 +371,14 @@ class Status:
 
 
 Message = Union[Edoc, Status]
+
+
+def bare_content_id(value: str) -> str:
+    """A content id without the ``cid:`` scheme or angle brackets; producers use both forms."""
+    value = (value or "").strip()
+    if value[:4].lower() == "cid:":
+        value = value[4:]
+    return value.strip("<>")
 
 
 def manifest_for(attachments: list[Attachment]) -> list[ManifestReference]:

@@ -27,6 +27,7 @@ from .model import (
     VN_TZ,
     XLINK_NS,
     Attachment,
+    bare_content_id,
     Business,
     BusinessDocumentInfo,
     Code,
@@ -530,12 +531,7 @@ def parse_bool(value: str) -> bool:
     raise ValueError(value)
 
 
-def bare_cid(value: str) -> str:
-    """A content id without the ``cid:`` scheme or angle brackets, as both forms occur."""
-    value = value.strip()
-    if value.lower().startswith("cid:"):
-        value = value[4:]
-    return value.strip("<>")
+bare_cid = bare_content_id
 
 
 def guess_type(name: str) -> str:

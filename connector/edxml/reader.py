@@ -13,9 +13,12 @@ ever fetched); input size, nesting depth, element count, text and attribute size
 from __future__ import annotations
 
 import binascii
+import re
+import itertools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Iterator, Union
 from xml.parsers import expat
 
 from lxml import etree
@@ -40,6 +43,7 @@ class Limits:
     max_text: int = 1 << 20
     max_attribute: int = 1 << 16
     spool_memory: int = 1 << 20
+    in_memory_below: int = 8 << 20
 
 
 @dataclass
@@ -76,12 +80,39 @@ def read(source: Source, *, limits: Limits = Limits(), spool_dir: str | Path | N
     Raises :class:`EdxmlError` (with the line and cause) when the input is not well-formed,
     hostile, or over a limit; returns problems that leave the document readable (such as
     broken base64) in ``RawDocument.problems``.
+
+    Inputs below ``limits.in_memory_below`` are parsed by libxml2 in one call (fast, C);
+    larger ones stream through expat so that no text node is ever held whole.
     """
+    small, rest = _small_input(source, limits.in_memory_below)
+    if small is not None:
+        return _read_small(small, limits, spool_dir)
+    return _read_streaming(rest, limits, spool_dir)
+
+
+def _small_input(source: Source, threshold: int) -> tuple[bytes | None, Iterator[bytes]]:
+    """The whole input when it is small, else an iterator over all of its chunks."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) <= threshold:
+            return bytes(source), iter(())
+        return None, _chunks(source)
+    if isinstance(source, (str, Path)):
+        if os.path.getsize(source) <= threshold:
+            with open(source, "rb") as fh:
+                return fh.read(), iter(())
+        return None, _chunks(source)
+    head = source.read(threshold + 1)
+    if len(head) <= threshold:
+        return head, iter(())
+    return None, itertools.chain([head], _stream_chunks(source))
+
+
+def _read_streaming(chunks: Iterator[bytes], limits: Limits, spool_dir: str | Path | None) -> RawDocument:
     builder = _TreeBuilder(limits, spool_dir)
     parser = builder.make_parser()
     total = 0
     try:
-        for chunk in _chunks(source):
+        for chunk in chunks:
             total += len(chunk)
             if total > limits.max_bytes:
                 raise EdxmlError(
@@ -331,6 +362,112 @@ class _Base64Sink:
             self.error = f"{len(self.pending)} trailing character(s) do not form a whole base64 quartet"
         self.out.finish()
         return self.error
+
+
+# --------------------------------------------------------------------------- in-memory path
+
+_SMALL_PARSER_OPTIONS = dict(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
+    remove_comments=True,
+    collect_ids=False,
+)
+
+
+def _read_small(data: bytes, limits: Limits, spool_dir: str | Path | None) -> RawDocument:
+    """libxml2 parse of a small input, then the same limits and payload handling as streaming."""
+    parser = etree.XMLParser(**_SMALL_PARSER_OPTIONS)
+    if not data.strip():
+        raise EdxmlError(Problem("no root element: the input is empty", line=1, code="not-well-formed"))
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise EdxmlError(
+            Problem(f"not well-formed XML: {_libxml_message(exc)}", line=exc.lineno, code="not-well-formed")
+        ) from None
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise EdxmlError(
+            Problem(
+                "a DOCTYPE declaration is not allowed in edXML (DTDs and entities are refused for safety)",
+                line=1,
+                code="hostile",
+            )
+        )
+    raw = RawDocument(root)
+    try:
+        _check_tree(root, limits)
+        for element in root.iter(f"{{*}}{_PAYLOAD}", _PAYLOAD):
+            data_out = SpooledData(limits.spool_memory, spool_dir)
+            raw.payloads.append((element, data_out))
+            sink = _Base64Sink(data_out)
+            sink.feed(element.text or "")
+            error = sink.close()
+            element.text = None
+            if error:
+                raw.problems.append(
+                    Problem(
+                        f"attachment content is not valid base64: {error}",
+                        path=_path_of(element),
+                        line=element.sourceline,
+                        code="base64",
+                    )
+                )
+    except EdxmlError:
+        raw.close()
+        raise
+    return raw
+
+
+def _libxml_message(exc: etree.XMLSyntaxError) -> str:
+    message = exc.msg or str(exc)
+    message = re.sub(r", line \d+, column \d+$", "", message)
+    if "Namespace prefix" in message:
+        message += " (a namespace prefix is used without being declared)"
+    if "tag mismatch" in message:
+        message += " (an element opened twice or not closed?)"
+    if "Entity" in message or "entity" in message:
+        message += " (entities are refused for safety)"
+    return message
+
+
+def _check_tree(root: etree._Element, limits: Limits) -> None:
+    """Depth, element-count, text and attribute limits, as the streaming path enforces."""
+    depth = count = 0
+    for event, element in etree.iterwalk(root, events=("start", "end")):
+        if event == "end":
+            depth -= 1
+            continue
+        depth += 1
+        count += 1
+        if count > limits.max_elements:
+            raise EdxmlError(Problem(f"more than {limits.max_elements} elements", line=element.sourceline, code="limit"))
+        if depth > limits.max_depth:
+            raise EdxmlError(
+                Problem(f"elements nest deeper than {limits.max_depth} levels", line=element.sourceline, code="limit")
+            )
+        text = element.text
+        if text is not None and len(text) > limits.max_text and etree.QName(element).localname != _PAYLOAD:
+            raise EdxmlError(
+                Problem(
+                    f"text content longer than {limits.max_text} characters",
+                    line=element.sourceline,
+                    code="limit",
+                    path=_path_of(element),
+                )
+            )
+        for key, value in element.attrib.items():
+            if len(value) > limits.max_attribute:
+                raise EdxmlError(
+                    Problem(
+                        f"attribute {etree.QName(key).localname!r} is longer than {limits.max_attribute} characters",
+                        line=element.sourceline,
+                        code="limit",
+                        path=_path_of(element),
+                    )
+                )
 
 
 def _clark(name: str) -> str:

@@ -1,0 +1,262 @@
+"""The codec's own guarantees: round trips, the VNPT layout, canonical bytes, both read paths."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import zipfile
+from datetime import date, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from lxml import etree
+
+from connector.edxml.build import BuildError, build, format_timestamp, to_bytes
+from connector.edxml.errors import EdxmlError
+from connector.edxml.model import NS, VN_TZ, Attachment, BytesData, FileData
+from connector.edxml.parse import parse, parse_date, parse_timestamp
+from connector.edxml.reader import Limits
+from connector.edxml.samples import make_pdf, sample_edoc, sample_status
+from tests.conftest import real_world_dir
+from tests.edxml.strategies import edocs, messages, statuses
+
+STREAMING = Limits(in_memory_below=0)
+
+
+def _canonical(data: bytes) -> bytes:
+    return etree.tostring(etree.fromstring(data), method="c14n", exclusive=True)
+
+
+def _body(data: bytes) -> bytes:
+    return data.split(b"\n", 1)[1]
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages())
+def test_model_to_xml_to_model_is_identity(message):
+    data = to_bytes(message)
+    with parse(data) as parsed:
+        assert parsed.message == message
+        for sent, got in zip(getattr(message, "attachments", []), getattr(parsed.message, "attachments", [])):
+            with sent.data.open() as a, got.data.open() as b:
+                assert a.read() == b.read()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages())
+def test_streaming_and_in_memory_paths_agree(message):
+    data = to_bytes(message)
+    with parse(data) as fast, parse(data, limits=STREAMING) as slow:
+        assert fast.message == slow.message
+        assert [p.to_dict() for p in fast.report.problems] == [p.to_dict() for p in slow.report.problems]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages())
+def test_built_bytes_are_exclusive_c14n(message):
+    data = to_bytes(message)
+    assert data.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n')
+    assert _canonical(data) == _body(data)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edocs())
+def test_generated_edocs_validate_structurally(doc):
+    with parse(to_bytes(doc)) as parsed:
+        xsd = [p for p in parsed.report.problems if p.code == "xsd"]
+        assert xsd == []
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(statuses())
+def test_generated_statuses_round_trip_as_status(status):
+    with parse(to_bytes(status)) as parsed:
+        assert parsed.message.kind == "status"
+        assert parsed.message == status
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_layout_is_the_vnpt_builders():
+    data = to_bytes(sample_edoc())
+    root = etree.fromstring(data)
+    assert root.tag == f"{{{NS}}}edXML" and root.prefix is None
+    envelope, encoded = list(root)
+    assert envelope.prefix == "edXML" and etree.QName(envelope).localname == "edXMLEnvelope"
+    assert etree.QName(encoded).localname == "AttachmentEncoded" and encoded.prefix is None
+    header = envelope[0][0]
+    order = [etree.QName(e).localname for e in header]
+    assert order[:2] == ["From", "To"]
+    assert order[2:] == [
+        "DocumentId",
+        "Code",
+        "PromulgationInfo",
+        "DocumentType",
+        "Subject",
+        "Content",
+        "SignerInfo",
+        "DueDate",
+        "OtherInfo",
+        "SteeringType",
+        "ToPlaces",
+    ]
+    assert b"<edXML:ContentId>cid:doc1</edXML:ContentId>" in data
+    assert b"<ContentType>application/zip</ContentType>" in data
+    assert b'<edXML:ContentTransferEncoded xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016">' in data
+
+
+def test_zip_packaging_is_a_one_entry_zip_of_the_file():
+    doc = sample_edoc()
+    with doc.attachments[0].data.open() as fh:
+        pdf = fh.read()
+    root = etree.fromstring(to_bytes(doc))
+    encoded = root.find(f".//{{{NS}}}ContentTransferEncoded").text
+    archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(encoded)))
+    assert archive.namelist() == [doc.attachments[0].name]
+    assert archive.read(doc.attachments[0].name) == pdf
+    with parse(to_bytes(doc)) as parsed:
+        got = parsed.message.attachments[0]
+        assert (got.packaging, got.content_type, got.sha256) == ("zip", "application/pdf", hashlib.sha256(pdf).hexdigest())
+
+
+def test_plain_zip_named_zip_is_not_unwrapped():
+    doc = sample_edoc()
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as z:
+        z.writestr("a.txt", "x")
+    doc.attachments = [
+        Attachment("z", "bundle.zip", "application/zip", packaging="plain", data=BytesData(inner.getvalue()))
+    ]
+    doc.with_manifest()
+    with parse(to_bytes(doc)) as parsed:
+        got = parsed.message.attachments[0]
+        assert got.packaging == "plain" and got.sha256 == hashlib.sha256(inner.getvalue()).hexdigest()
+
+
+def test_attachment_streams_from_a_file(tmp_path):
+    payload = tmp_path / "big.pdf"
+    payload.write_bytes(make_pdf("x") * 2000)
+    doc = sample_edoc()
+    doc.attachments[0].data = FileData(payload)
+    doc.attachments[0].packaging = "plain"
+    doc.with_manifest()
+    out = tmp_path / "out.edxml"
+    build(doc, out)
+    with parse(out, limits=STREAMING) as parsed:
+        assert parsed.message.attachments[0].sha256 == hashlib.sha256(payload.read_bytes()).hexdigest()
+        assert parsed.message.attachments[0].size == payload.stat().st_size
+
+
+def test_status_layout_has_header_only():
+    status = sample_status(sample_edoc(), "02")
+    root = etree.fromstring(to_bytes(status))
+    assert [etree.QName(e).localname for e in root] == ["edXMLEnvelope"]
+    assert [etree.QName(e).localname for e in root[0]] == ["edXMLHeader"]
+    names = [etree.QName(e).localname for e in root[0][0][0]]
+    assert names == ["From", "ResponseFor", "StaffInfo", "StatusCode", "Description", "Timestamp"]
+
+
+def test_control_characters_are_refused_by_the_builder():
+    doc = sample_edoc()
+    doc.subject = "bad\x01subject"
+    with pytest.raises(BuildError, match="Subject"):
+        to_bytes(doc)
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def test_dates_and_times_use_the_wire_formats():
+    moment = datetime(2026, 11, 26, 6, 5, 4, tzinfo=VN_TZ)
+    assert format_timestamp(moment) == "2026/11/26 06:05:04"
+    assert parse_timestamp("2026/11/26 06:05:04") == moment
+    assert parse_timestamp("2026-11-25T23:05:04Z") == moment
+    assert parse_date("2019/04/11") == date(2019, 4, 11)
+    assert parse_date("30/10/2020") == date(2020, 10, 30)
+    with pytest.raises(ValueError):
+        parse_date("2019/02/30")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@pytest.mark.parametrize("variant", ["bom", "crlf", "no-prefix", "reordered", "bare-cid"])
+def test_tolerated_producer_variations(variant):
+    doc = sample_edoc()
+    data = to_bytes(doc)
+    if variant == "bom":
+        data = b"\xef\xbb\xbf" + data
+    elif variant == "crlf":
+        data = data.replace(b"\n", b"\r\n")
+    elif variant == "no-prefix":
+        data = data.replace(b"edXML:", b"").replace(b' xmlns:edXML="' + NS.encode() + b'"', b"")
+    elif variant == "reordered":
+        root = etree.fromstring(data)
+        header = root[0][0][0]
+        children = list(header)
+        for child in children:
+            header.remove(child)
+        for child in reversed(children):
+            header.append(child)
+        data = etree.tostring(root)
+    elif variant == "bare-cid":
+        data = data.replace(b"cid:doc1", b"doc1")
+    for limits in (Limits(), STREAMING):
+        with parse(data, limits=limits) as parsed:
+            assert parsed.message == doc, variant
+            assert parsed.report.errors == []
+
+
+def test_unknown_elements_are_kept_and_reported():
+    data = to_bytes(sample_edoc()).replace(
+        b"<edXML:Subject>", b"<edXML:Sender2>x</edXML:Sender2><edXML:Subject>", 1
+    )
+    with parse(data) as parsed:
+        assert [u.path.rsplit("/", 1)[-1] for u in parsed.message.unknown] == ["Sender2"]
+        assert "Sender2" in parsed.message.unknown[0].xml
+        assert any(p.code == "unknown-element" and p.severity == "warning" for p in parsed.report.problems)
+
+
+def test_limits_are_enforced_on_both_paths():
+    deep = b"<edXML>" + b"<a>" * 60 + b"</a>" * 60 + b"</edXML>"
+    for limits in (Limits(), STREAMING):
+        with pytest.raises(EdxmlError, match="nest deeper"):
+            parse(deep, limits=limits)
+    many = b"<edXML>" + b"<a/>" * 2000 + b"</edXML>"
+    for limits in (Limits(max_elements=1000), Limits(max_elements=1000, in_memory_below=0)):
+        with pytest.raises(EdxmlError, match="more than 1000 elements"):
+            parse(many, limits=limits)
+    with pytest.raises(EdxmlError, match="larger than the limit"):
+        parse(b"<edXML>" + b" " * 5000 + b"</edXML>", limits=Limits(max_bytes=1000, in_memory_below=0))
+
+
+def test_broken_base64_is_reported_with_its_line():
+    data = to_bytes(sample_edoc())
+    start = data.index(b"<edXML:ContentTransferEncoded")
+    line = data[:start].count(b"\n") + 1
+    end = data.index(b">", start) + 1
+    broken = data[:end] + b"!!!!" + data[end + 4 :]
+    for limits in (Limits(), STREAMING):
+        with parse(broken, limits=limits) as parsed:
+            problems = [p for p in parsed.report.errors if p.code == "base64"]
+            assert problems and problems[0].line == line
+
+
+def test_fixtures_read_identically_on_both_paths():
+    folder = real_world_dir()
+    for path in sorted(folder.glob("*.edxml")):
+        try:
+            fast = parse(path)
+        except EdxmlError as exc:
+            with pytest.raises(EdxmlError) as slow_exc:
+                parse(path, limits=STREAMING)
+            assert slow_exc.value.problems[0].line == exc.problems[0].line, path.name
+            continue
+        with fast, parse(path, limits=STREAMING) as slow:
+            assert fast.message == slow.message, path.name
+            assert [p.to_dict() for p in fast.report.problems] == [p.to_dict() for p in slow.report.problems]
