@@ -13,12 +13,13 @@ so a signer can digest the document while it streams instead of re-parsing it: t
 
 from __future__ import annotations
 
-import base64
 import io
 import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+import pybase64
 
 from .model import (
     CHUNK,
@@ -370,7 +371,7 @@ class Base64Stream(io.RawIOBase):
             data = self._pending + data
         whole = len(data) - len(data) % 3
         if whole:
-            self._out.write(base64.b64encode(data[:whole]))
+            self._out.write(pybase64.b64encode(data[:whole]))
         self._pending = data[whole:]
         return size
 
@@ -380,7 +381,7 @@ class Base64Stream(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             if self._pending:
-                self._out.write(base64.b64encode(self._pending))
+                self._out.write(pybase64.b64encode(self._pending))
                 self._pending = b""
         super().close()
 

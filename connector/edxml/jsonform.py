@@ -476,7 +476,7 @@ def _edoc_in(d: dict[str, Any]) -> Edoc:
         ),
         due_date=_date_in(d.get("due_date")),
         other_info=_other_info_in(d.get("other_info") or {}),
-        steering_type=d.get("steering_type"),
+        steering_type=_int(d, "steering_type"),
         to_places=list(d.get("to_places", [])),
         response_for=[_response_for_in(r) for r in d.get("response_for", [])],
         trace_headers=[
@@ -508,6 +508,12 @@ def _text(d: dict[str, Any], key: str) -> str | None:
     return value if value else None
 
 
+def _int(d: dict[str, Any], key: str) -> int | None:
+    """An optional integer; JSON Schema counts 1.0 as an integer, the model wants int 1."""
+    value = d.get(key)
+    return None if value is None else int(value)
+
+
 def _organization_in(d: dict[str, Any]) -> Organization:
     return Organization(
         organ_id=_text(d, "organ_id"),
@@ -523,11 +529,11 @@ def _organization_in(d: dict[str, Any]) -> Organization:
 
 def _other_info_in(d: dict[str, Any]) -> OtherInfo:
     return OtherInfo(
-        priority=d.get("priority"),
+        priority=_int(d, "priority"),
         sphere_of_promulgation=_text(d, "sphere_of_promulgation"),
         typer_notation=_text(d, "typer_notation"),
-        promulgation_amount=d.get("promulgation_amount"),
-        page_amount=d.get("page_amount"),
+        promulgation_amount=_int(d, "promulgation_amount"),
+        page_amount=_int(d, "page_amount"),
         direction=d.get("direction"),
         appendixes=list(d.get("appendixes", [])),
     )
@@ -559,16 +565,16 @@ def _business_in(d: dict[str, Any] | None) -> Business | None:
     info = d.get("business_document_info")
     return Business(
         document_id=_text(d, "document_id"),
-        business_doc_type=d.get("business_doc_type"),
+        business_doc_type=_int(d, "business_doc_type"),
         business_doc_reason=_text(d, "business_doc_reason"),
-        paper=d.get("paper"),
+        paper=_int(d, "paper"),
         business_document_info=None
         if info is None
         else BusinessDocumentInfo(
-            document_info=info.get("document_info"),
-            document_receiver=info.get("document_receiver"),
+            document_info=_int(info, "document_info"),
+            document_receiver=_int(info, "document_receiver"),
             receivers=[
-                Receiver(organ_id=_text(r, "organ_id"), receiver_type=r.get("receiver_type"))
+                Receiver(organ_id=_text(r, "organ_id"), receiver_type=_int(r, "receiver_type"))
                 for r in info.get("receivers", [])
             ],
         ),
@@ -597,13 +603,13 @@ def _attachment_in(d: dict[str, Any]) -> Attachment:
         content_type=d["content_type"],
         description=_text(d, "description"),
         packaging=d.get("packaging", "plain"),
-        size=d["size"],
+        size=int(d["size"]),
         sha256=d["sha256"],
     )
 
 
 def _unknown_in(items: list[dict[str, Any]]) -> list[UnknownElement]:
-    return [UnknownElement(path=u["path"], line=u.get("line"), xml=u["xml"]) for u in items]
+    return [UnknownElement(path=u["path"], line=_int(u, "line"), xml=u["xml"]) for u in items]
 
 
 def _date_in(value: str | None) -> date | None:

@@ -92,27 +92,43 @@ class FileData:
 
 
 class SpooledData:
-    """Attachment content received from the wire: memory while small, a temp file beyond."""
+    """Attachment content received from the wire: memory while small, a temp file beyond.
+
+    The SHA-256 is computed when first asked for, so content that is only a wrapper (the
+    VNPT ZIP around the real file) is never hashed.
+    """
 
     def __init__(self, max_memory: int = 1 << 20, directory: str | Path | None = None):
         self._file = tempfile.SpooledTemporaryFile(max_size=max_memory, dir=directory)
-        self._digest = hashlib.sha256()
+        self._sha256 = ""
         self.size = 0
-        self.sha256 = ""
 
     def write(self, data: bytes) -> None:
         self._file.write(data)
-        self._digest.update(data)
         self.size += len(data)
 
     def finish(self) -> None:
-        self.sha256 = self._digest.hexdigest()
         self._file.flush()
+
+    @property
+    def sha256(self) -> str:
+        if not self._sha256:
+            digest = hashlib.sha256()
+            with self.open() as fh:
+                while chunk := fh.read(CHUNK * 4):
+                    digest.update(chunk)
+            self._sha256 = digest.hexdigest()
+        return self._sha256
 
     def open(self) -> BinaryIO:
         """A fresh read handle; concurrent readers of one SpooledData are not supported."""
         self._file.seek(0)
-        return _NonClosing(self._file)
+        return _NonClosing(self._file, self.size)
+
+    def read_range(self, offset: int, length: int) -> BinaryIO:
+        """A read handle over ``length`` bytes from ``offset`` (a stored ZIP entry, say)."""
+        self._file.seek(offset)
+        return _NonClosing(self._file, length)
 
     def save(self, path: Path) -> None:
         with self.open() as src, open(path, "wb") as dst:
@@ -122,22 +138,40 @@ class SpooledData:
         self._file.close()
 
 
-class _NonClosing(io.RawIOBase):
-    """A read view whose close() leaves the spooled file open for later readers."""
+class SliceData:
+    """A byte range of a spooled file: the inner file of a stored (uncompressed) ZIP entry."""
 
-    def __init__(self, fh: BinaryIO):
+    def __init__(self, parent: SpooledData, offset: int, size: int, sha256: str):
+        self.parent, self.offset, self.size, self.sha256 = parent, offset, size, sha256
+
+    def open(self) -> BinaryIO:
+        return self.parent.read_range(self.offset, self.size)
+
+    def close(self) -> None:
+        self.parent.close()
+
+
+class _NonClosing(io.RawIOBase):
+    """A bounded read view whose close() leaves the spooled file open for later readers."""
+
+    def __init__(self, fh: BinaryIO, limit: int):
         self._fh = fh
+        self._left = limit
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
-        data = self._fh.read(len(buffer))
+        data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
 
     def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        return self._fh.read(size)
+        if size is None or size < 0 or size > self._left:
+            size = self._left
+        data = self._fh.read(size)
+        self._left -= len(data)
+        return data
 
 
 class BytesData:
@@ -176,6 +210,9 @@ class Attachment:
 
     def __post_init__(self) -> None:
         self.content_id = bare_content_id(self.content_id)
+        if self.packaging == "zip" and self.name.lower().endswith(".zip"):
+            # Receivers do not unwrap a file whose own name ends in .zip: send it as is.
+            self.packaging = "plain"
         if self.data is not None:
             self.size = self.data.size
             self.sha256 = self.data.sha256

@@ -7,12 +7,15 @@ way on sending. Both directions stream: no file is ever held whole in memory.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .model import CHUNK, SpooledData
+from .model import CHUNK, SliceData, SpooledData
 
 
 @dataclass(frozen=True)
@@ -41,29 +44,55 @@ def is_single_entry_zip(data: SpooledData) -> bool:
         return False
 
 
-def unwrap(data: SpooledData, limits: ZipLimits = ZipLimits(), spool_memory: int = 1 << 20, spool_dir=None) -> SpooledData:
-    """The inner file of a one-entry ZIP, streamed into a new spooled file.
+def unwrap(
+    data: SpooledData, limits: ZipLimits = ZipLimits(), spool_memory: int = 1 << 20, spool_dir=None
+) -> SpooledData | SliceData:
+    """The inner file of a one-entry ZIP.
 
-    Raises :class:`UnwrapError` when the entry claims or reaches a size or ratio beyond the
-    limits (a ZIP bomb), or the archive is corrupt (CRC mismatch).
+    A stored entry is served as a byte range of the received file (its CRC checked, nothing
+    copied); a compressed one is inflated into a new spooled file. Raises
+    :class:`UnwrapError` when the entry claims or reaches a size or ratio beyond the limits
+    (a ZIP bomb), or the archive is corrupt (CRC mismatch).
     """
-    out = SpooledData(spool_memory, spool_dir)
     try:
         with zipfile.ZipFile(_Seekable(data)) as archive:
             info = archive.infolist()[0]
+            if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1:
+                return _stored_slice(data, info)
             _check_claimed(info, limits)
-            budget = _budget(info.compress_size, limits)
-            with archive.open(info) as src:
-                while chunk := src.read(CHUNK):
-                    if out.size + len(chunk) > budget:
-                        raise UnwrapError(
-                            f"ZIP entry {info.filename!r} expands beyond {budget} bytes (ZIP bomb limit)"
-                        )
-                    out.write(chunk)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-        out.close()
+            return _inflate(archive, info, _budget(info.compress_size, limits), spool_memory, spool_dir)
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, struct.error) as exc:
         raise UnwrapError(f"attachment ZIP cannot be opened: {exc}") from None
-    except UnwrapError:
+
+
+def _stored_slice(data: SpooledData, info: zipfile.ZipInfo) -> SliceData:
+    with data.read_range(info.header_offset, 30) as fh:
+        header = fh.read(30)
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        raise UnwrapError("attachment ZIP: bad local file header")
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    offset = info.header_offset + 30 + name_len + extra_len
+    if offset + info.file_size > data.size:
+        raise UnwrapError("attachment ZIP: the entry runs past the end of the archive")
+    digest, crc = hashlib.sha256(), 0
+    with data.read_range(offset, info.file_size) as fh:
+        while chunk := fh.read(CHUNK * 4):
+            digest.update(chunk)
+            crc = zlib.crc32(chunk, crc)
+    if crc != info.CRC:
+        raise UnwrapError(f"attachment ZIP: CRC mismatch in {info.filename!r} (corrupt content)")
+    return SliceData(data, offset, info.file_size, digest.hexdigest())
+
+
+def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int, spool_memory: int, spool_dir) -> SpooledData:
+    out = SpooledData(spool_memory, spool_dir)
+    try:
+        with archive.open(info) as src:
+            while chunk := src.read(CHUNK):
+                if out.size + len(chunk) > budget:
+                    raise UnwrapError(f"ZIP entry {info.filename!r} expands beyond {budget} bytes (ZIP bomb limit)")
+                out.write(chunk)
+    except BaseException:
         out.close()
         raise
     out.finish()

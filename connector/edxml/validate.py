@@ -36,6 +36,7 @@ from lxml import etree
 from .errors import Problem, Severity
 from .model import BUSINESS_DOC_TYPES, DSIG_NS, NS, PRIORITIES, STATUS_CODES, XLINK_NS
 from .parse import bare_cid, parse_bool, parse_date, parse_timestamp
+from .names import check_attachment_name
 from .reader import element_path
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "edxml.xsd"
@@ -46,7 +47,7 @@ XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 #: The agency identification code (mã định danh): ``V1V2V3.Z1Z2.Y1Y2.MX1X2``.
 AGENCY_CODE_RE = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
 
-STEERING_TYPES: dict[int, str] = {0: "không chỉ đạo", 1: "chỉ đạo", 2: "báo cáo thực hiện chỉ đạo"}
+STEERING_TYPES: dict[int, str] = {0: "không chỉ đạo", 1: "chỉ đạo", 2: "báo cáo chỉ đạo"}
 PAPER: dict[int, str] = {0: "no paper copy", 1: "a paper copy follows"}
 FLAG: dict[int, str] = {0: "no", 1: "yes"}
 
@@ -253,10 +254,10 @@ def validate_file(path: Union[str, Path]) -> list[Problem]:
         try:
             tree = etree.parse(fh, _safe_parser())
         except etree.XMLSyntaxError as exc:
-            return [Problem(f"not well-formed XML: {exc.msg}", "", exc.lineno, "error", "xml", source)]
+            return [Problem(f"not well-formed XML: {exc.msg}", "", exc.lineno, "error", "not-well-formed", source)]
     if tree.docinfo.doctype:
         message = "a DOCTYPE declaration is not accepted in edXML (entity and external-load risks)"
-        return [Problem(message, "", _doctype_line(path), "error", "doctype", source)]
+        return [Problem(message, "", _doctype_line(path), "error", "hostile", source)]
     return [p.located(source) for p in validate_tree(tree.getroot())]
 
 
@@ -518,43 +519,6 @@ def _real_date(year: int, month: int, day: int) -> bool:
     return True
 
 
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
-_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def check_attachment_name(name: str) -> tuple[list[str], list[str]]:
-    """Why ``name`` is not a safe file name: (reasons that make it an error, lesser reasons).
-
-    Safe means usable as a plain file name on Linux and Windows without reaching outside the
-    folder it is saved in, and not disguised. Everything :func:`connector.edxml.names.unsafe_reason`
-    refuses is an error here too; this adds C1 controls, bidi overrides and drive letters.
-    """
-    if not name.strip():
-        return ["it is empty"], []
-    errors: list[str] = []
-    if "/" in name or "\\" in name:
-        errors.append("it contains a path separator (/ or \\)")
-    if name in (".", ".."):
-        errors.append("it is the path component '.' or '..'")
-    if re.match(r"^[A-Za-z]:", name):
-        errors.append("it starts with a drive letter (A: ...), a path on Windows")
-    controls = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) == "Cc"})
-    if controls:
-        errors.append(f"it contains control characters ({', '.join(controls)})")
-    if _BIDI_CONTROLS & set(name):
-        errors.append("it contains bidirectional override characters (they can disguise the extension)")
-    if any(unicodedata.category(c) == "Cs" for c in name):
-        errors.append("it contains unpaired surrogate code points (not encodable as UTF-8)")
-    size = len(name.encode("utf-8", "surrogatepass"))
-    if size > 255:
-        errors.append(f"it is {size} bytes long in UTF-8 (limit 255)")
-    if name.split(".")[0].strip().upper() in _WINDOWS_RESERVED:
-        errors.append("it is a reserved device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9)")
-    if name != name.strip() or name.endswith("."):
-        errors.append("it starts or ends with a space, or ends with a dot (Windows drops them)")
-    odd = sorted(set(name) & set('<>:"|?*'))
-    warnings = [f"it contains characters Windows does not allow in file names ({' '.join(odd)})"] if odd else []
-    return errors, warnings
 
 
 def _check_attachment_name(ctx: _Context, el: etree._Element, value: str) -> None:

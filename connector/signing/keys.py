@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from .dsig import ECDSA_SHA256, RSA_PSS_SHA256, RSA_SHA256
+
 __all__ = [
     "ALGORITHMS",
     "ECDSA_SHA256",
@@ -58,10 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: XMLDSig SignatureMethod URIs (RFC 6931).
-RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-RSA_PSS_SHA256 = "http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1"
-ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
 
 #: Configuration names of the selectable algorithms.
 ALGORITHMS: Mapping[str, str] = {

@@ -42,8 +42,9 @@ import os
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable, Literal
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -114,7 +115,7 @@ class _Entry:
 def urllib_fetch(url: str, body: bytes | None, content_type: str | None, timeout: float) -> bytes:
     """Default fetcher: one HTTP(S) GET or POST with urllib, body capped at 20 MiB."""
     if not url.lower().startswith(("http://", "https://")):
-        raise FetchError(f"unsupported URL scheme in {url!r} (only http and https)")
+        raise FetchError("unsupported URL scheme (only http and https)")
     headers = {"Content-Type": content_type} if content_type else {}
     if content_type == "application/ocsp-request":
         headers["Accept"] = "application/ocsp-response"
@@ -124,12 +125,12 @@ def urllib_fetch(url: str, body: bytes | None, content_type: str | None, timeout
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             data = response.read(MAX_RESPONSE_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        raise FetchError(f"HTTP {exc.code} from {url}") from None
+        raise FetchError(f"HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise FetchError(f"{url} unreachable: {reason}") from None
+        raise FetchError(f"unreachable: {reason}") from None
     if len(data) > MAX_RESPONSE_BYTES:
-        raise FetchError(f"answer from {url} exceeds {MAX_RESPONSE_BYTES} bytes")
+        raise FetchError(f"answer exceeds {MAX_RESPONSE_BYTES} bytes")
     return data
 
 
@@ -190,14 +191,14 @@ class RevocationChecker:
             try:
                 observed = self._ocsp(url, cert, issuer, now)
                 break
-            except (FetchError, OSError, _Unusable) as exc:
+            except (FetchError, OSError, ValueError, _Unusable) as exc:
                 problems.append(f"OCSP {url}: {exc}")
         if observed is None or observed.status == "unknown":
             for url in _crl_urls(cert):
                 try:
                     observed = self._crl(url, cert, issuer, now)
                     break
-                except (FetchError, OSError, _Unusable) as exc:
+                except (FetchError, OSError, ValueError, _Unusable) as exc:
                     problems.append(f"CRL {url}: {exc}")
         if observed is None:
             detail = "; ".join(problems) or "the certificate names no OCSP responder or CRL"
@@ -410,7 +411,7 @@ def _check_crl_scope(crl: x509.CertificateRevocationList, cert: x509.Certificate
 def _ocsp_urls(cert: x509.Certificate) -> list[str]:
     try:
         aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # absent, or malformed extensions
         return []
     return [d.access_location.value for d in aia
             if d.access_method == AuthorityInformationAccessOID.OCSP
@@ -420,7 +421,7 @@ def _ocsp_urls(cert: x509.Certificate) -> list[str]:
 def _crl_urls(cert: x509.Certificate) -> list[str]:
     try:
         points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):
         return []
     return [name.value for point in points for name in (point.full_name or [])
             if isinstance(name, x509.UniformResourceIdentifier)]

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -70,6 +71,11 @@ STRONG_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512,
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 256
 MAX_DEPTH = 8
+_EKU_NAMES = {ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+              ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+              ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+              ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
+              ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping"}
 _PEM_SUFFIXES = (".pem", ".crt", ".cer", ".der")
 
 
@@ -96,14 +102,14 @@ class TrustStore:
     skipped: tuple[SkippedFile, ...] = ()
 
     @classmethod
-    def from_certificates(cls, certs: Iterable[x509.Certificate]) -> "TrustStore":
+    def from_certificates(cls, certs: Iterable[x509.Certificate]) -> TrustStore:
         unique: dict[bytes, x509.Certificate] = {}
         for cert in certs:
             unique.setdefault(cert.fingerprint(hashes.SHA256()), cert)
         return cls(tuple(unique.values()))
 
     @classmethod
-    def from_directory(cls, directory: Path) -> "TrustStore":
+    def from_directory(cls, directory: Path) -> TrustStore:
         """Load every certificate file (PEM, possibly several per file, or DER) in `directory`.
 
         Files that hold no certificate, or a non-CA certificate, are skipped; each is recorded in
@@ -175,7 +181,7 @@ def _validate(leaf: x509.Certificate, intermediates: list[x509.Certificate], at:
         if at < cert.not_valid_before_utc:
             return _result(leaf, "expired", f"{_name(cert)} is not yet valid at {at.isoformat()} "
                            f"(valid from {cert.not_valid_before_utc.isoformat()})", path)
-        if False:
+        if at > cert.not_valid_after_utc:
             return _result(leaf, "expired", f"{_name(cert)} expired on "
                            f"{cert.not_valid_after_utc.isoformat()}, before {at.isoformat()}", path)
     weak = weaknesses(path)
@@ -194,7 +200,7 @@ def _validate(leaf: x509.Certificate, intermediates: list[x509.Certificate], at:
     try:
         verified = verifier.verify(leaf, intermediates)
     except VerificationError as exc:
-        return _result(leaf, "untrusted", f"chain validation failed: {exc}", path)
+        return _result(leaf, "untrusted", f"chain validation failed: {_clean(exc)}", path)
     return _result(leaf, "trusted", f"chain to anchor {_name(verified.chain[-1])}",
                    verified.chain)
 
@@ -249,7 +255,7 @@ def _leaf_basic_constraints(_policy: object, _cert: x509.Certificate,
 def _leaf_eku(_policy: object, _cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
     if eku is not None and not SIGNING_EKUS.intersection(eku):
         raise ValueError("extendedKeyUsage allows no document-signing purpose: "
-                         + ", ".join(o.dotted_string for o in eku))
+                         + ", ".join(_EKU_NAMES.get(o, o.dotted_string) for o in eku))
 
 
 def _ca_basic_constraints(_policy: object, _cert: x509.Certificate,
@@ -296,8 +302,7 @@ def _build_path(leaf: x509.Certificate, intermediates: list[x509.Certificate],
     """
     anchor_prints = {a.fingerprint(hashes.SHA256()) for a in anchors}
     candidates = list(anchors) + intermediates
-    last_problem = f"issuer {leaf.issuer.rfc4514_string()} of {_name(leaf)} not found " \
-                   f"among {len(intermediates)} intermediate(s) and {len(anchors)} anchor(s)"
+    last_problem = ""
 
     def extend(path: list[x509.Certificate]) -> list[x509.Certificate] | None:
         nonlocal last_problem
@@ -307,6 +312,14 @@ def _build_path(leaf: x509.Certificate, intermediates: list[x509.Certificate],
         if len(path) > MAX_DEPTH:
             last_problem = "chain longer than the maximum depth"
             return None
+        if current.issuer == current.subject and len(path) > 1:
+            last_problem = f"{_name(current)} is a root that is not in the trust store"
+        elif current.issuer == current.subject:
+            last_problem = f"{_name(current)} is self-signed and not in the trust store"
+        else:
+            last_problem = (f"issuer {current.issuer.rfc4514_string()} of {_name(current)} not "
+                            f"found among {len(intermediates)} intermediate(s) and "
+                            f"{len(anchors)} anchor(s)")
         seen = {c.fingerprint(hashes.SHA256()) for c in path}
         for issuer in candidates:
             if issuer.subject != current.issuer or issuer.fingerprint(hashes.SHA256()) in seen:
@@ -420,10 +433,24 @@ def _result(leaf: x509.Certificate, verdict: Verdict, reason: str,
         chain=tuple(chain), warnings=warnings)
 
 
+def _clean(exc: VerificationError) -> str:
+    """cryptography's message without its wrapping: 'validation failed: ... (encountered ...)'."""
+    text = str(exc).removeprefix("validation failed: ")
+    text = text.replace("Python extension validator failed: ValueError: ", "")
+    where = text.find(" (encountered processing <Certificate(subject=<Name(")
+    if where >= 0:
+        subject = text[where:].split("<Name(", 1)[1].split(")>", 1)[0]
+        text = f"{text[:where]} [{subject}]"
+    return text
+
+
 def _name(cert: x509.Certificate) -> str:
     """A short name for messages: the CN, else the whole subject."""
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return f"'{cns[0].value}'" if cns else f"'{cert.subject.rfc4514_string()}'"
+    if not cns:
+        return f"'{cert.subject.rfc4514_string()}'"
+    value = cns[0].value
+    return "'" + (value if isinstance(value, str) else value.decode(errors="replace")) + "'"
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:

@@ -12,9 +12,11 @@ XML round trip can carry unchanged:
   timestamp, the answered document's id) are always set, so every message is schema-valid;
 - an optional compound part (staff info, business info, ...) and every list entry of compound
   type carry at least one value, so "absent" and "present but empty" never need telling apart;
-- attachments have unique content ids (``cid:<n>``) and unique, file-system-safe names, small
-  ``BytesData`` content, and a content type guessed from the name when they travel zipped;
-  the manifest is the one the builder derives (``Edoc.with_manifest()``).
+- attachments have unique bare content ids (``"209"``: the model's form, the wire adds
+  ``cid:``) and unique, file-system-safe names, small ``BytesData`` content; they travel zipped
+  only when the name does not end in ``.zip`` (a receiver does not unwrap those), and then
+  their content type is the one guessed from the name, as a receiver does; the manifest is the
+  one the builder derives (``Edoc.with_manifest()``).
 
 Unknown elements are off by default (``with_unknown=True`` adds a few, as well-formed XML).
 """
@@ -304,13 +306,14 @@ def file_names() -> st.SearchStrategy[str]:
 
 
 def guessed_type(name: str) -> str:
-    """The content type a receiver infers from a file name."""
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+    """The content type a receiver infers from a file name (non-strict: .rar, .docm, ... too)."""
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 
 @st.composite
 def _attachment(draw: st.DrawFn, content_id: str, name: str) -> Attachment:
-    packaging = draw(_PACKAGINGS)
+    # A receiver unwraps a one-entry ZIP only when the name does not end in .zip.
+    packaging = "plain" if name.lower().endswith(".zip") else draw(_PACKAGINGS)
     if packaging == "zip":
         content_type = guessed_type(name)
     else:
@@ -335,7 +338,7 @@ def attachments(draw: st.DrawFn, max_size: int = 10) -> list[Attachment]:
     """Up to ``max_size`` attachments with unique content ids and unique safe names."""
     names = draw(_unique_names(max_size))
     first, step = draw(_ID_BASE), draw(_ID_STEP)  # unique by construction, still varied
-    return [draw(_attachment(f"cid:{first + k * step}", name)) for k, name in enumerate(names)]
+    return [draw(_attachment(str(first + k * step), name)) for k, name in enumerate(names)]
 
 
 _ID_BASE = st.integers(min_value=1, max_value=99_999)

@@ -51,7 +51,7 @@ def sample_edoc() -> Edoc:
         subject="V/v kết nối, liên thông phần mềm quản lý văn bản",
         attachments=[
             Attachment(
-                content_id="cid:209",
+                content_id="209",
                 name="1896_QD-TTg_m_294779.doc",
                 content_type="application/msword",
                 packaging="zip",
@@ -353,3 +353,39 @@ def test_schema_is_a_valid_draft_2020_12_schema() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["$id"] and schema["title"] and schema["description"]
     assert "null" in schema["description"]
+
+
+def test_integral_floats_become_ints() -> None:
+    """JSON Schema counts 1.0 as an integer; the model must still hold int 1."""
+    data = to_json(sample_edoc())
+    data["other_info"]["priority"] = 1.0
+    data["attachments"][0]["size"] = float(data["attachments"][0]["size"])
+    edoc = from_json(data)
+    assert type(edoc.other_info.priority) is int and edoc.other_info.priority == 1
+    assert type(edoc.attachments[0].size) is int
+    assert to_json(edoc)["other_info"]["priority"] == 1
+
+
+def test_to_json_rejects_other_objects() -> None:
+    with pytest.raises(TypeError):
+        to_json("not a message")  # type: ignore[arg-type]
+
+
+def test_real_world_samples_give_valid_lossless_json() -> None:
+    """Every sample the parser can read maps to schema-valid JSON that reads back the same."""
+    from connector.edxml.errors import EdxmlError
+    from connector.edxml.parse import parse
+    from tests.conftest import real_world_dir
+
+    checked = 0
+    for path in sorted(real_world_dir().glob("*.edxml")):
+        try:
+            with parse(path.read_bytes()) as parsed:
+                message = parsed.message
+                data = to_json(message)
+        except EdxmlError:
+            continue  # the two malformed samples: the parser's tests cover them
+        assert validate(data) == [], path.name
+        assert from_json(json.loads(json.dumps(data))) == message, path.name
+        checked += 1
+    assert checked >= 15

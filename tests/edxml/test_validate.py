@@ -200,10 +200,19 @@ def test_real_fixture_validates_without_errors(path: Path | None) -> None:
     problems = validate_file(path)
     if path.name in MALFORMED:
         # Not well-formed: rejected by the parser with one precise error, nothing else.
-        assert [(p.code, p.severity, p.line) for p in problems] == [("xml", "error", MALFORMED[path.name])]
+        assert [(p.code, p.severity, p.line) for p in problems] == [("not-well-formed", "error", MALFORMED[path.name])]
         assert problems[0].source == str(path)
         return
     assert errors(problems) == [], "\n".join(map(str, problems))
+
+
+def test_missing_fixtures_fail_in_ci_and_skip_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception):
+        _need_fixture(None)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        _need_fixture(None)
 
 
 def test_known_malformed_fixtures_are_present() -> None:
@@ -335,7 +344,8 @@ def test_impossible_timestamp_is_an_error() -> None:
 
 def test_empty_response_for_is_only_a_warning() -> None:
     xml = edit(EDOC, "        <edXML:SteeringType>", "        <edXML:ResponseFor>\n"
-               "          <edXML:OrganId></edXML:OrganId><edXML:Code/><edXML:PromulgationDate></edXML:PromulgationDate>\n"
+               "          <edXML:OrganId></edXML:OrganId><edXML:Code/>\n"
+               "          <edXML:PromulgationDate></edXML:PromulgationDate>\n"
                "        </edXML:ResponseFor>\n        <edXML:SteeringType>")
     problems = check(xml)
     assert_problem(only(problems, "response-for"), "warning", f"{MH}/ResponseFor", line_of(xml, "<edXML:ResponseFor>"))
@@ -412,7 +422,8 @@ def test_reference_without_attachment_is_an_error() -> None:
 
 
 def test_attachment_without_reference_is_an_error() -> None:
-    second = EDOC[EDOC.index("        <edXML:Reference>\n          <edXML:ContentId>cid:2"): EDOC.index("      </edXML:edXMLManifest>")]
+    start = EDOC.index("        <edXML:Reference>\n          <edXML:ContentId>cid:2")
+    second = EDOC[start: EDOC.index("      </edXML:edXMLManifest>")]
     xml = edit(EDOC, second, "")
     p = only(check(xml), "manifest")
     assert_problem(p, "error", ATT2, line_of(xml, "<Attachment>", 2))
@@ -476,7 +487,8 @@ def test_empty_attachment_name_is_an_error() -> None:
 
 
 def test_odd_windows_characters_are_a_warning() -> None:
-    xml = edit(EDOC, "<AttachmentName>phu-luc.docx</AttachmentName>", "<AttachmentName>Báo cáo: quý 1?.docx</AttachmentName>")
+    xml = edit(EDOC, "<AttachmentName>phu-luc.docx</AttachmentName>",
+               "<AttachmentName>Báo cáo: quý 1?.docx</AttachmentName>")
     problems = check(xml)
     p = only(problems, "attachment-name")
     assert_problem(p, "warning", f"{ATT2}/AttachmentName", line_of(xml, "Báo cáo"))
@@ -579,7 +591,8 @@ def test_missing_required_element_is_an_xsd_error() -> None:
 
 
 def test_missing_message_header_is_an_xsd_error() -> None:
-    status = edit(STATUS, STATUS[STATUS.index("      <edXML:MessageHeader>"): STATUS.index("    </edXML:edXMLHeader>")], "")
+    header = STATUS[STATUS.index("      <edXML:MessageHeader>"): STATUS.index("    </edXML:edXMLHeader>")]
+    status = edit(STATUS, header, "")
     p = only(check(status), "xsd")
     assert_problem(p, "error", HEADER, line_of(status, "<edXML:edXMLHeader>"))
     assert "MessageHeader" in p.message
@@ -634,12 +647,13 @@ def test_validate_file_rejects_doctype_without_expanding(tmp_path: Path) -> None
                     '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>\n'
                     '<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">&b;</edXML>\n', encoding="utf-8")
     problems = validate_file(path)
-    assert [(p.code, p.severity, p.line) for p in problems] == [("doctype", "error", 2)]
+    assert [(p.code, p.severity, p.line) for p in problems] == [("hostile", "error", 2)]
 
 
 def test_validate_file_reports_malformed_xml(tmp_path: Path) -> None:
     path = tmp_path / "bad.edxml"
     path.write_text(EDOC.replace("</edXML:From>", "</edXML:Form>", 1), encoding="utf-8")
     problems = validate_file(path)
-    assert [(p.code, p.severity, p.line) for p in problems] == [("xml", "error", line_of(EDOC, "</edXML:From>"))]
+    expected = [("not-well-formed", "error", line_of(EDOC, "</edXML:From>"))]
+    assert [(p.code, p.severity, p.line) for p in problems] == expected
     assert re.search(r"mismatch", problems[0].message)

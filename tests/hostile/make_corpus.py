@@ -76,6 +76,22 @@ def with_doctype(doctype: bytes, subject: bytes | None = None) -> bytes:
     return DECL + doctype + b"\n" + body_after_decl(data)
 
 
+_CODECS = {
+    "UTF-16LE": ("utf-16-le", b"\xff\xfe"),
+    "UTF-16BE": ("utf-16-be", b"\xfe\xff"),
+    "UTF-32": ("utf-32-le", b"\xff\xfe\x00\x00"),
+}
+
+
+def reencode(data: bytes, encoding: str) -> bytes:
+    """The UTF-8 document ``data`` in UTF-16 or UTF-32, with a byte-order mark and a matching
+    declaration (``UTF-16LE`` and ``UTF-16BE`` declare ``UTF-16``, as producers do)."""
+    codec, bom = _CODECS[encoding]
+    label = "UTF-32" if encoding == "UTF-32" else "UTF-16"
+    text = data.decode("utf-8").replace('encoding="UTF-8"', f'encoding="{label}"', 1)
+    return bom + text.encode(codec)
+
+
 def with_attachment_name(name: bytes) -> bytes:
     """The base document whose attachment (and its manifest entry) carries ``name``."""
     return base_bytes().replace(b"cong-van-1.pdf", name)
@@ -133,6 +149,13 @@ def corpus() -> dict[str, bytes]:
         b'<!DOCTYPE edXML [<!ENTITY xxe SYSTEM "' + LOOPBACK + b'/xxe-entity">]>', subject=b"&xxe;"
     )
     files["external-dtd.edxml"] = with_doctype(b'<!DOCTYPE edXML SYSTEM "' + LOOPBACK + b'/edxml.dtd">')
+    local_dtd = with_doctype(b'<!DOCTYPE edXML SYSTEM "file:///etc/passwd">')
+    files["external-dtd-local.edxml"] = local_dtd
+    # The same attacks in UTF-16 and UTF-32: a check that looks for the ASCII bytes
+    # "<!DOCTYPE" does not see them, the XML parser does.
+    files["xxe-local-file-utf16.edxml"] = reencode(files["xxe-local-file.edxml"], "UTF-16LE")
+    files["external-dtd-local-utf16be.edxml"] = reencode(local_dtd, "UTF-16BE")
+    files["external-dtd-local-utf32.edxml"] = reencode(local_dtd, "UTF-32")
     files["parameter-entity.edxml"] = with_doctype(
         b'<!DOCTYPE edXML [\n<!ENTITY % remote SYSTEM "' + LOOPBACK + b'/evil.dtd">\n%remote;\n]>',
         subject=b"&exfiltrate;",
@@ -157,9 +180,8 @@ def corpus() -> dict[str, bytes]:
     # -- encodings: broken UTF-8 is refused; BOMs and UTF-16 are fine ---------------------
     files["invalid-utf8.edxml"] = replace_subject(base, b"V/v k\xc3\x28t n\xff\xfei")
     files["ok-utf8-bom.edxml"] = b"\xef\xbb\xbf" + base
-    text = base.decode("utf-8").replace('encoding="UTF-8"', 'encoding="UTF-16"', 1)
-    files["ok-utf16le-bom.edxml"] = b"\xff\xfe" + text.encode("utf-16-le")
-    files["ok-utf16be-bom.edxml"] = b"\xfe\xff" + text.encode("utf-16-be")
+    files["ok-utf16le-bom.edxml"] = reencode(base, "UTF-16LE")
+    files["ok-utf16be-bom.edxml"] = reencode(base, "UTF-16BE")
 
     # -- processing instructions and comments: harmless, accepted -------------------------
     pi = DECL + b'<?xml-stylesheet type="text/xsl" href="' + LOOPBACK + b'/style.xsl"?>\n<!-- a comment before the root -->\n'

@@ -7,9 +7,9 @@ certificates embed its real URLs; `pki_server` resets its switches and counters 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from cryptography import x509
@@ -60,6 +60,7 @@ class OddCerts:
     rsa1024_leaf: x509.Certificate       # agency cert with a 1024-bit RSA key
     no_digital_signature: x509.Certificate  # keyUsage keyEncipherment only
     sha1_no_digital_signature: x509.Certificate  # both of the above faults
+    forged_leaf: x509.Certificate        # names the dev issuing CA, signed by another key
 
 
 @pytest.fixture(scope="session")
@@ -88,8 +89,10 @@ def odd_certs(dev_pki: DevPki) -> OddCerts:
                               leaf_key.public_key(), issuing, issuing_key,
                               not_before=signing["not_before"], not_after=signing["not_after"],
                               key_usage=("key_encipherment",))
+    forged = issue_certificate(agency_name("000.00.00.G22", "Văn phòng Chính phủ"),
+                               leaf_key.public_key(), issuing, foreign_key, **signing)
     return OddCerts(foreign_root, foreign_leaf, resign_sha1(strong, issuing_key), rsa1024, no_ds,
-                    resign_sha1(no_ds, issuing_key))
+                    resign_sha1(no_ds, issuing_key), forged)
 
 
 def resign_sha1(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey) -> x509.Certificate:

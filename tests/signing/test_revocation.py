@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from connector.signing.devpki import DevPki
+from connector.signing.devpki import DevPki, agency_name, issue_certificate
 from connector.signing.revocation import RevocationChecker
 from tests.support.pki_servers import PkiServer
 
@@ -213,8 +214,11 @@ def test_nonce_must_match_when_echoed(nonce: str, source: str, dev_pki: DevPki,
     assert any("nonce" in w for w in result.warnings) is (nonce == "wrong")
 
 
+Entry = tuple[int, dt.datetime, dt.datetime | None]
+
+
 def _crl(issuer_name: x509.Name, key: object,
-         entries: list[tuple[int, dt.datetime, dt.datetime | None]]) -> x509.CertificateRevocationList:
+         entries: list[Entry]) -> x509.CertificateRevocationList:
     builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer_name)
                .last_update(NOW - dt.timedelta(minutes=5))
                .next_update(NOW + dt.timedelta(days=1)))
@@ -256,3 +260,17 @@ def test_crl_with_a_forged_signature_is_refused(dev_pki: DevPki, pki_server: Pki
                                                   dev_pki.issuing_ca.certificate, NOW)
     assert (result.status, result.ok) == ("unavailable", False)
     assert "CRL signature does not verify" in result.detail
+
+
+def test_only_http_urls_are_fetched(dev_pki: DevPki, pki_server: PkiServer,
+                                    tmp_path: Path) -> None:
+    secret = tmp_path / "secret.crl"
+    secret.write_bytes(dev_pki.crl_der_path.read_bytes())  # would parse if it were read
+    issuing = dev_pki.issuing_ca
+    cert = issue_certificate(agency_name("000.00.00.H14", "UBND tỉnh Cao Bằng"),
+                             agency(dev_pki).public_key(), issuing.certificate,
+                             issuing.private_key(), not_before=NOW - dt.timedelta(days=1),
+                             not_after=NOW + dt.timedelta(days=1), crl_url=secret.as_uri())
+    result = RevocationChecker("hard-fail").check(cert, issuing.certificate, NOW)
+    assert (result.status, result.ok) == ("unavailable", False)
+    assert "unsupported URL scheme" in result.detail

@@ -41,10 +41,18 @@ def test_leaf_from_another_root_is_untrusted(odd_certs, dev_pki: DevPki,
     result = validate_chain(odd_certs.foreign_leaf, [odd_certs.foreign_root], at=NOW,
                             store=trust_store)
     assert result.verdict == "untrusted"
-    assert "Some Other Root CA" in result.reason
+    assert result.reason == "'Some Other Root CA' is a root that is not in the trust store"
     # ... and trusted once that root is an anchor: the refusal was about the anchor only
     other = TrustStore.from_certificates([odd_certs.foreign_root])
     assert validate_chain(odd_certs.foreign_leaf, [], at=NOW, store=other).verdict == "trusted"
+
+
+def test_forged_certificate_naming_our_issuer_is_untrusted(odd_certs, dev_pki: DevPki,
+                                                          trust_store: TrustStore) -> None:
+    result = validate_chain(odd_certs.forged_leaf, dev_pki.intermediates, at=NOW,
+                            store=trust_store)
+    assert result.verdict == "untrusted"
+    assert "does not verify with the key of 'Dev Issuing CA" in result.reason
 
 
 def test_expired_at_signing_time_but_valid_earlier(dev_pki: DevPki,

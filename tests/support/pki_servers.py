@@ -23,18 +23,21 @@ import hashlib
 import json
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 Signer = Literal["responder", "issuer", "rogue"]
+IssuerKey = CertificateIssuerPrivateKeyTypes
 NonceMode = Literal["echo", "omit", "wrong"]
 
 
@@ -53,7 +56,7 @@ class PkiServer:
         self.port = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._rogue: tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None = None
+        self._rogue: tuple[IssuerKey, x509.Certificate] | None = None
 
     @property
     def base_url(self) -> str:
@@ -67,7 +70,7 @@ class PkiServer:
     def crl_url(self) -> str:
         return f"{self.base_url}/crl/issuing-ca.crl"
 
-    def start(self) -> "PkiServer":
+    def start(self) -> PkiServer:
         handler = type("Handler", (_Handler,), {"pki_server": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._httpd.daemon_threads = True
@@ -104,7 +107,7 @@ class PkiServer:
         self.ocsp_overrides.clear()
         self.crl_body = None
 
-    def __enter__(self) -> "PkiServer":
+    def __enter__(self) -> PkiServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -155,7 +158,7 @@ class PkiServer:
         index.update(self.ocsp_overrides)
         return index
 
-    def _signer(self, issuer: x509.Certificate) -> tuple[object, x509.Certificate]:
+    def _signer(self, issuer: x509.Certificate) -> tuple[IssuerKey, x509.Certificate]:
         if self.ocsp_signer == "issuer":
             return _load_key(self.directory / "private" / "issuing-ca.key"), issuer
         if self.ocsp_signer == "rogue":
@@ -217,8 +220,8 @@ def _load_cert(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
-def _load_key(path: Path) -> object:
-    return serialization.load_pem_private_key(path.read_bytes(), password=None)
+def _load_key(path: Path) -> IssuerKey:
+    return cast(IssuerKey, serialization.load_pem_private_key(path.read_bytes(), password=None))
 
 
 def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
