@@ -13,6 +13,7 @@ import click
 
 from .edxml_commands import build_cmd, extract_cmd, inspect_cmd, validate_cmd
 from .demo import demo_cmd
+from .signing_commands import certs_group, sign_cmd, verify_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,6 +27,9 @@ cli.add_command(inspect_cmd)
 cli.add_command(build_cmd)
 cli.add_command(extract_cmd)
 cli.add_command(demo_cmd)
+cli.add_command(sign_cmd)
+cli.add_command(verify_cmd)
+cli.add_command(certs_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,7 @@ import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO, Callable, Iterator, Union
 from xml.parsers import expat
 
 import pybase64
@@ -54,6 +54,7 @@ class RawDocument:
     root: etree._Element
     payloads: list[tuple[etree._Element, SpooledData]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    streamed: bool = False
 
     def payload_for(self, element: etree._Element) -> SpooledData | None:
         for owner, data in self.payloads:
@@ -76,7 +77,16 @@ class RawDocument:
             data.close()
 
 
-def read(source: Source, *, limits: Limits = Limits(), spool_dir: str | Path | None = None) -> RawDocument:
+TreeHook = Callable[[etree._Element], None]
+
+
+def read(
+    source: Source,
+    *,
+    limits: Limits = Limits(),
+    spool_dir: str | Path | None = None,
+    on_tree: TreeHook | None = None,
+) -> RawDocument:
     """Read edXML from bytes, a file path or a binary stream.
 
     Raises :class:`EdxmlError` (with the line and cause) when the input is not well-formed,
@@ -85,11 +95,17 @@ def read(source: Source, *, limits: Limits = Limits(), spool_dir: str | Path | N
 
     Inputs below ``limits.in_memory_below`` are parsed by libxml2 in one call (fast, C);
     larger ones stream through expat so that no text node is ever held whole.
+
+    ``on_tree`` (used by signature verification) sees the complete tree of a small input,
+    attachment text included, before the text is moved out to spooled files. It is not called
+    for streamed inputs, which a caller recognises by ``RawDocument.streamed``.
     """
     small, rest = _small_input(source, limits.in_memory_below)
     if small is not None:
-        return _read_small(small, limits, spool_dir)
-    return _read_streaming(rest, limits, spool_dir)
+        return _read_small(small, limits, spool_dir, on_tree)
+    raw = _read_streaming(rest, limits, spool_dir)
+    raw.streamed = True
+    return raw
 
 
 def _small_input(source: Source, threshold: int) -> tuple[bytes | None, Iterator[bytes]]:
@@ -455,7 +471,7 @@ _SMALL_PARSER_OPTIONS = dict(
 )
 
 
-def _read_small(data: bytes, limits: Limits, spool_dir: str | Path | None) -> RawDocument:
+def _read_small(data: bytes, limits: Limits, spool_dir: str | Path | None, on_tree: TreeHook | None) -> RawDocument:
     """libxml2 parse of a small input, then the same limits and payload handling as streaming."""
     parser = etree.XMLParser(**_SMALL_PARSER_OPTIONS)
     if not data.strip():
@@ -483,6 +499,8 @@ def _read_small(data: bytes, limits: Limits, spool_dir: str | Path | None) -> Ra
     raw = RawDocument(root)
     try:
         _check_tree(root, limits)
+        if on_tree is not None:
+            on_tree(root)
         for element in root.iter(f"{{*}}{_PAYLOAD}", _PAYLOAD):
             data_out = SpooledData(limits.spool_memory, spool_dir)
             raw.payloads.append((element, data_out))

@@ -1,0 +1,378 @@
+"""Verification of an inbound edXML signature, with a verdict instead of a guess.
+
+Verdicts: ``valid``; ``invalid`` (digest or signature mismatch, a weak or unsupported
+algorithm, a misplaced or second Signature, with the reason); ``absent``; ``placeholder``
+(structurally a signature but unverifiable, as today's producers send); ``partial`` (the
+references cover less than the whole document); ``untrusted`` (the chain does not reach a
+trust anchor); ``revoked``; ``expired``.
+
+Only signed content is trusted: a signature counts only when one ``Reference URI=""`` covers
+the whole document (everything but the Signature element itself), and the model handed back
+is read from that same tree, so nothing the digest did not cover reaches the caller. Other
+references may point only inside the Signature (our signed SignatureProperties); anything else
+is refused, which closes the classic wrapping attacks (moved or duplicated content, extra
+references, a second Signature).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from lxml import etree
+
+from ..edxml.errors import EdxmlError
+from ..edxml.model import NS
+from ..edxml.parse import Parsed, parse
+from ..edxml.reader import Limits, Source
+from .dsig import (
+    C14N,
+    C14N_METHODS,
+    DIGESTS,
+    DSIG_NS,
+    ECDSA_SHA256,
+    ENVELOPED,
+    RSA_PSS_SHA256,
+    RSA_SHA1,
+    RSA_SHA256,
+    RSA_SHA384,
+    RSA_SHA512,
+    SIGNATURE_METHODS,
+    new_digest,
+)
+from .keys import raw_to_der
+from .policy import Decision, SignaturePolicy
+from .revocation import RevocationChecker
+from .trust import TrustStore, validate_chain
+from .verdict import Status, Verdict
+
+_SIG = f"{{{DSIG_NS}}}"
+_RSA_HASHES = {RSA_SHA1: hashes.SHA1, RSA_SHA256: hashes.SHA256, RSA_SHA384: hashes.SHA384, RSA_SHA512: hashes.SHA512}
+MIN_RSA_BITS = 2048
+
+
+@dataclass
+class TrustOptions:
+    """What a signature must chain to, and how revocation is checked."""
+
+    store: TrustStore
+    revocation: RevocationChecker | None = None
+
+    @classmethod
+    def from_directory(cls, directory: str | Path, **kwargs) -> "TrustOptions":
+        return cls(TrustStore.from_directory(Path(directory)), **kwargs)
+
+
+@dataclass
+class VerifiedDocument:
+    """The document read from the signed bytes, with the verdict on its signature."""
+
+    parsed: Parsed
+    verdict: Verdict
+    decision: Decision
+
+    def close(self) -> None:
+        self.parsed.close()
+
+    def __enter__(self) -> "VerifiedDocument":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def verify(
+    source: Source,
+    trust: TrustOptions,
+    *,
+    policy: SignaturePolicy | None = None,
+    at: dt.datetime | None = None,
+    limits: Limits = Limits(),
+    spool_dir: str | Path | None = None,
+    source_name: str | None = None,
+) -> VerifiedDocument:
+    """Parse, validate and verify one edXML document.
+
+    ``at`` is the time the certificate must be valid at; by default the signed signing time
+    when there is one, else now. The policy (default: ``if-present`` for everyone) is looked
+    up by the sender's agency code. Raises :class:`EdxmlError` only for input that is not
+    edXML.
+    """
+    policy = policy or SignaturePolicy()
+    examiner = _Examiner()
+    parsed = parse(source, limits=limits, spool_dir=spool_dir, source_name=source_name, on_tree=examiner)
+    if parsed.raw.streamed:
+        from .stream_verify import examine_stream
+
+        examiner = examine_stream(source, limits)
+    sender = parsed.message.from_.organ_id
+    rule = policy.rule_for(sender)
+    verdict = examiner.verdict(trust, at, allow_weak=rule.allow_weak)
+    return VerifiedDocument(parsed, verdict, policy.decide(verdict, sender))
+
+
+# --------------------------------------------------------------------------- examination
+
+
+class _Examiner:
+    """Looks at the complete tree (before attachments are spooled out) and keeps the facts."""
+
+    def __init__(self) -> None:
+        self.early: Verdict | None = None
+        self.signed_info: bytes = b""
+        self.method: str = ""
+        self.value: bytes = b""
+        self.certificates: list[x509.Certificate] = []
+        self.signing_time: dt.datetime | None = None
+        self.weak: list[str] = []
+
+    def __call__(self, root: etree._Element) -> None:
+        try:
+            self._examine(root)
+        except _Refused as refusal:
+            self.early = refusal.verdict
+
+    # -- structure ----------------------------------------------------------------------
+
+    def _examine(self, root: etree._Element) -> None:
+        signatures = list(root.iter(f"{_SIG}Signature"))
+        if not signatures:
+            if any(etree.QName(e).localname == "Signature" for e in root.iter("{*}Signature", "Signature")):
+                raise _Refused("placeholder", "a Signature element outside the XMLDSig namespace cannot be verified")
+            raise _Refused("absent", "the document carries no signature")
+        if len(signatures) > 1:
+            raise _Refused("invalid", f"{len(signatures)} Signature elements: only one is allowed (signature wrapping?)")
+        signature = signatures[0]
+        _check_place(signature)
+        self.certificates = _certificates(signature)
+        signed_info = _one(signature, "SignedInfo")
+        c14n_uri = _algorithm(_one(signed_info, "CanonicalizationMethod"))
+        if c14n_uri not in C14N_METHODS:
+            raise _Refused("invalid", f"unsupported canonicalization {c14n_uri}")
+        self.method = _algorithm(_one(signed_info, "SignatureMethod"))
+        if self.method not in SIGNATURE_METHODS:
+            raise _Refused("invalid", f"unsupported signature method {self.method}")
+        if not SIGNATURE_METHODS[self.method]:
+            self.weak.append(f"signature method {self.method}")
+        self._check_references(root, signature, signed_info)
+        exclusive, comments = C14N_METHODS[c14n_uri]
+        self.signed_info = etree.tostring(signed_info, method="c14n", exclusive=exclusive, with_comments=comments)
+        try:
+            self.value = base64.b64decode(_text(_one(signature, "SignatureValue")), validate=False)
+        except (binascii.Error, ValueError):
+            raise _Refused("placeholder", "SignatureValue is not base64") from None
+
+    def _check_references(self, root: etree._Element, signature: etree._Element, signed_info: etree._Element) -> None:
+        references = signed_info.findall(f"{_SIG}Reference")
+        if not references:
+            raise _Refused("invalid", "SignedInfo has no Reference")
+        whole = [r for r in references if r.get("URI") == ""]
+        if not whole:
+            uris = ", ".join(repr(r.get("URI")) for r in references)
+            raise _Refused("partial", f"the signature covers only {uris}, not the whole document (Reference URI=\"\")")
+        if len(whole) > 1:
+            raise _Refused("invalid", 'more than one Reference URI="" (signature wrapping?)')
+        for index, reference in enumerate(references, start=1):
+            uri = reference.get("URI")
+            if uri == "":
+                target_digest = self._document_digest(root, signature, reference)
+            else:
+                target_digest = self._inner_digest(signature, reference, uri)
+            expected = _text(reference.find(f"{_SIG}DigestValue"))
+            try:
+                expected_bytes = base64.b64decode(expected, validate=False)
+            except (binascii.Error, ValueError):
+                raise _Refused("placeholder", f"DigestValue of reference {index} is not base64") from None
+            if target_digest != expected_bytes:
+                what = "the document" if uri == "" else f"reference {uri}"
+                raise _Refused("invalid", f"digest mismatch for {what}: the signed content was altered")
+
+    def _document_digest(self, root: etree._Element, signature: etree._Element, reference: etree._Element) -> bytes:
+        transforms = _transforms(reference)
+        if not transforms or transforms[0] != ENVELOPED:
+            raise _Refused("invalid", "the document reference must start with the enveloped-signature transform")
+        rest = transforms[1:]
+        if len(rest) > 1 or (rest and rest[0] not in C14N_METHODS):
+            raise _Refused("invalid", f"unsupported transforms on the document reference: {rest}")
+        exclusive, comments = C14N_METHODS[rest[0] if rest else C14N]
+        digest = _digest_for(reference, self.weak)
+        digest.update(_without(signature, lambda: _c14n(root.getroottree(), exclusive, comments)))
+        return digest.digest()
+
+    def _inner_digest(self, signature: etree._Element, reference: etree._Element, uri: str | None) -> bytes:
+        if not uri or not uri.startswith("#"):
+            raise _Refused("invalid", f"reference to {uri!r}: only the whole document and the signature's own properties may be signed")
+        targets = [e for e in signature.iter() if isinstance(e.tag, str) and e.get("Id") == uri[1:]]
+        if len(targets) != 1 or targets[0] is signature:
+            raise _Refused("invalid", f"reference {uri} does not point to one element inside the Signature")
+        transforms = _transforms(reference)
+        if len(transforms) > 1 or (transforms and transforms[0] not in C14N_METHODS):
+            raise _Refused("invalid", f"unsupported transforms on reference {uri}: {transforms}")
+        exclusive, comments = C14N_METHODS[transforms[0] if transforms else C14N]
+        digest = _digest_for(reference, self.weak)
+        digest.update(_c14n(targets[0], exclusive, comments))
+        for element in targets[0].iter("{*}SigningTime"):
+            try:
+                self.signing_time = dt.datetime.fromisoformat(_text(element))
+            except ValueError:
+                pass
+        return digest.digest()
+
+    # -- crypto and trust ---------------------------------------------------------------
+
+    def verdict(self, trust: TrustOptions, at: dt.datetime | None, *, allow_weak: bool = False) -> Verdict:
+        if self.early is not None:
+            return self.early
+        if not self.certificates:
+            return Verdict("placeholder", "no usable X509Certificate in KeyInfo (missing or truncated)")
+        signer = next((c for c in self.certificates if _signature_ok(c.public_key(), self.method, self.value, self.signed_info)), None)
+        if signer is None:
+            return self._about(Verdict("invalid", "signature value mismatch: SignedInfo was altered or signed by another key"), self.certificates[0])
+        weak = list(self.weak)
+        key = signer.public_key()
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            weak.append(f"RSA key of {key.key_size} bits")
+        if weak and not allow_weak:
+            return self._about(Verdict("invalid", f"weak algorithm refused: {', '.join(weak)} (allow per sender to accept)"), signer)
+        moment = at or self.signing_time or dt.datetime.now(dt.timezone.utc)
+        others = [c for c in self.certificates if c is not signer]
+        chain = validate_chain(signer, others, at=moment, store=trust.store, allow_weak=allow_weak)
+        verdict = self._about(Verdict("valid", "signature verified and the certificate chains to a trust anchor"), signer)
+        verdict.warnings.extend(f"accepted weak: {w}" for w in weak)
+        verdict.warnings.extend(chain.warnings)
+        if chain.verdict == "expired":
+            verdict.status, verdict.reason = "expired", chain.reason
+        elif chain.verdict == "weak":
+            verdict.status, verdict.reason = "invalid", f"weak certificate chain: {chain.reason}"
+        elif chain.verdict != "trusted":
+            verdict.status, verdict.reason = "untrusted", chain.reason
+        elif trust.revocation is not None and len(chain.chain) > 1:
+            self._apply_revocation(verdict, trust.revocation, signer, chain.chain[1], moment)
+        return verdict
+
+    def _apply_revocation(self, verdict: Verdict, checker: RevocationChecker, signer, issuer, moment) -> None:
+        result = checker.check(signer, issuer, at=moment)
+        verdict.warnings.extend(result.warnings)
+        if result.status == "revoked":
+            verdict.status, verdict.reason = "revoked", f"certificate revoked: {result.detail}"
+        elif not result.ok:
+            verdict.status, verdict.reason = "untrusted", f"revocation status unavailable: {result.detail}"
+
+    def _about(self, verdict: Verdict, cert: x509.Certificate) -> Verdict:
+        verdict.signer_subject = cert.subject.rfc4514_string()
+        verdict.signer_issuer = cert.issuer.rfc4514_string()
+        verdict.signer_serial = format(cert.serial_number, "x")
+        verdict.signing_time = self.signing_time
+        verdict.algorithm = self.method
+        return verdict
+
+
+class _Refused(Exception):
+    def __init__(self, status: Status, reason: str):
+        super().__init__(reason)
+        self.verdict = Verdict(status, reason)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_place(signature: etree._Element) -> None:
+    parent = signature.getparent()
+    if parent is None or etree.QName(parent).localname != "edXMLHeader" or etree.QName(parent).namespace not in (NS, None):
+        raise _Refused("invalid", "the Signature is not in edXMLHeader, where receivers look for it")
+    elements = [c for c in parent if isinstance(c.tag, str)]
+    if elements[-1] is not signature:
+        raise _Refused("invalid", "the Signature is not the last child of edXMLHeader")
+
+
+def _one(parent: etree._Element, name: str) -> etree._Element:
+    found = parent.findall(f"{_SIG}{name}")
+    if len(found) != 1:
+        raise _Refused("invalid", f"expected one {name} in {etree.QName(parent).localname}, found {len(found)}")
+    return found[0]
+
+
+def _text(element: etree._Element | None) -> str:
+    return "".join((element.text or "").split()) if element is not None else ""
+
+
+def _algorithm(element: etree._Element) -> str:
+    return element.get("Algorithm") or ""
+
+
+def _transforms(reference: etree._Element) -> list[str]:
+    return [_algorithm(t) for t in reference.findall(f"{_SIG}Transforms/{_SIG}Transform")]
+
+
+def _digest_for(reference: etree._Element, weak: list[str]):
+    method = reference.find(f"{_SIG}DigestMethod")
+    uri = _algorithm(method) if method is not None else ""
+    if uri not in DIGESTS:
+        raise _Refused("invalid", f"unsupported digest method {uri!r}")
+    if not DIGESTS[uri][1]:
+        weak.append(f"digest {uri}")
+    return new_digest(uri)
+
+
+def _c14n(node, exclusive: bool, comments: bool) -> bytes:
+    return etree.tostring(node, method="c14n", exclusive=exclusive, with_comments=comments)
+
+
+def _without(element: etree._Element, compute):
+    """Run ``compute`` with ``element`` taken out of its tree (its tail text kept in place)."""
+    parent = element.getparent()
+    index = parent.index(element)
+    tail = element.tail
+    previous = element.getprevious()
+    parent.remove(element)
+    if tail:
+        if previous is not None:
+            previous.tail = (previous.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+    try:
+        return compute()
+    finally:
+        if tail:
+            if previous is not None:
+                previous.tail = previous.tail[: len(previous.tail) - len(tail)] or None
+            else:
+                parent.text = parent.text[: len(parent.text) - len(tail)] or None
+        element.tail = tail
+        parent.insert(index, element)
+
+
+def _certificates(signature: etree._Element) -> list[x509.Certificate]:
+    certificates = []
+    for element in signature.iterfind(f"{_SIG}KeyInfo/{_SIG}X509Data/{_SIG}X509Certificate"):
+        try:
+            certificates.append(x509.load_der_x509_certificate(base64.b64decode(_text(element))))
+        except (ValueError, binascii.Error):
+            continue
+    return certificates
+
+
+def _signature_ok(public, method: str, value: bytes, data: bytes) -> bool:
+    try:
+        if method in _RSA_HASHES and isinstance(public, rsa.RSAPublicKey):
+            public.verify(value, data, padding.PKCS1v15(), _RSA_HASHES[method]())
+        elif method == RSA_PSS_SHA256 and isinstance(public, rsa.RSAPublicKey):
+            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+            public.verify(value, data, pss, hashes.SHA256())
+        elif method == ECDSA_SHA256 and isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(raw_to_der(value), data, ec.ECDSA(hashes.SHA256()))
+        else:
+            return False
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+__all__ = ["Verdict", "TrustOptions", "VerifiedDocument", "verify", "EdxmlError", "Status"]
