@@ -48,7 +48,7 @@ from .model import (
     UnknownElement,
 )
 from .packaging import UnwrapError, is_single_entry_zip, unwrap
-from .reader import Limits, RawDocument, Source, TreeHook, element_path, read
+from .reader import Limits, RawDocument, Source, TreeHook, XmlObserver, element_path, read
 
 T = TypeVar("T")
 
@@ -150,6 +150,7 @@ def parse(
     validate: bool = True,
     source_name: str | None = None,
     on_tree: TreeHook | None = None,
+    observer: XmlObserver | None = None,
 ) -> Parsed:
     """Read, (optionally) validate and convert edXML into an :class:`Edoc` or :class:`Status`.
 
@@ -158,7 +159,7 @@ def parse(
     """
     name = source_name or (str(source) if isinstance(source, (str, Path)) else "")
     try:
-        raw = read(source, limits=limits, spool_dir=spool_dir, on_tree=on_tree)
+        raw = read(source, limits=limits, spool_dir=spool_dir, on_tree=on_tree, observer=observer)
     except EdxmlError as exc:
         raise exc.located(name) if name else exc
     try:

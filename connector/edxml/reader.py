@@ -18,7 +18,7 @@ import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Union
+from typing import BinaryIO, Callable, Iterator, Protocol, Union
 from xml.parsers import expat
 
 import pybase64
@@ -80,12 +80,32 @@ class RawDocument:
 TreeHook = Callable[[etree._Element], None]
 
 
+class XmlObserver(Protocol):
+    """Sees every event of a streamed read, in document order (signature digests use it).
+
+    Names are ``(namespace or "", local name, prefix or None)``; attributes likewise, with
+    their value; ``declarations`` are the namespace declarations made on this element.
+    """
+
+    def start(self, name: tuple[str, str, str | None], attributes: list[tuple[str, str, str | None, str]],
+              declarations: dict[str | None, str]) -> None: ...
+
+    def end(self) -> None: ...
+
+    def text(self, data: str) -> None: ...
+
+    def raw_text(self, data: bytes) -> None: ...
+
+    def processing_instruction(self, target: str, data: str) -> None: ...
+
+
 def read(
     source: Source,
     *,
     limits: Limits = Limits(),
     spool_dir: str | Path | None = None,
     on_tree: TreeHook | None = None,
+    observer: XmlObserver | None = None,
 ) -> RawDocument:
     """Read edXML from bytes, a file path or a binary stream.
 
@@ -98,12 +118,13 @@ def read(
 
     ``on_tree`` (used by signature verification) sees the complete tree of a small input,
     attachment text included, before the text is moved out to spooled files. It is not called
-    for streamed inputs, which a caller recognises by ``RawDocument.streamed``.
+    for streamed inputs, which a caller recognises by ``RawDocument.streamed``; those are
+    shown, event by event, to ``observer`` instead.
     """
     small, rest = _small_input(source, limits.in_memory_below)
     if small is not None:
         return _read_small(small, limits, spool_dir, on_tree)
-    raw = _read_streaming(rest, limits, spool_dir)
+    raw = _read_streaming(rest, limits, spool_dir, observer)
     raw.streamed = True
     return raw
 
@@ -125,8 +146,10 @@ def _small_input(source: Source, threshold: int) -> tuple[bytes | None, Iterator
     return None, itertools.chain([head], _stream_chunks(source))
 
 
-def _read_streaming(chunks: Iterator[bytes], limits: Limits, spool_dir: str | Path | None) -> RawDocument:
-    builder = _TreeBuilder(limits, spool_dir)
+def _read_streaming(
+    chunks: Iterator[bytes], limits: Limits, spool_dir: str | Path | None, observer: XmlObserver | None = None
+) -> RawDocument:
+    builder = _TreeBuilder(limits, spool_dir, observer)
     parser = builder.make_parser()
     total = 0
     bypass = None
@@ -195,6 +218,8 @@ class _PayloadBypass:
             if b"&" not in text:
                 self._flush_expat_text()
                 self.builder.sink.feed_bytes(text)
+                if self.builder.observer is not None:
+                    self.builder.observer.raw_text(text)
                 if b"\n" in text:
                     self.parser.Parse(b"\n" * text.count(b"\n"), False)
                 if lt < 0:
@@ -265,9 +290,11 @@ def _expat_message(exc: expat.ExpatError) -> str:
 class _TreeBuilder:
     """Expat callbacks that build a light lxml tree and stream attachment payloads."""
 
-    def __init__(self, limits: Limits, spool_dir: str | Path | None):
+    def __init__(self, limits: Limits, spool_dir: str | Path | None, observer: XmlObserver | None = None):
         self.limits = limits
         self.spool_dir = spool_dir
+        self.observer = observer
+        self.sink_element: etree._Element | None = None
         self.root: etree._Element | None = None
         self.stack: list[etree._Element] = []
         self.texts: list[list[str]] = []
@@ -275,6 +302,7 @@ class _TreeBuilder:
         self.payloads: list[tuple[etree._Element, SpooledData]] = []
         self.problems: list[Problem] = []
         self.pending_ns: dict[str | None, str] = {}
+        self.pending_decl: dict[str | None, str] = {}
         self.count = 0
         self.sink: _Base64Sink | None = None
         self.parser: expat.XMLParserType | None = None
@@ -294,6 +322,8 @@ class _TreeBuilder:
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._text
+        if self.observer is not None:
+            parser.ProcessingInstructionHandler = self.observer.processing_instruction
         self.parser = parser
         return parser
 
@@ -321,8 +351,12 @@ class _TreeBuilder:
 
     # -- structure ------------------------------------------------------------------------
 
-    def _ns(self, prefix: str | None, uri: str) -> None:
-        self.pending_ns[prefix or None] = uri
+    def _ns(self, prefix: str | None, uri: str | None) -> None:
+        # ``xmlns=""`` (uri None) undeclares the default namespace: lxml expresses that by
+        # the tag alone, the observer needs to see it.
+        self.pending_decl[prefix or None] = uri or ""
+        if uri:
+            self.pending_ns[prefix or None] = uri
 
     def _start(self, name: str, attrs: dict[str, str]) -> None:
         self.count += 1
@@ -336,6 +370,7 @@ class _TreeBuilder:
             )
         tag = _clark(name)
         nsmap, self.pending_ns = self.pending_ns, {}
+        declarations, self.pending_decl = self.pending_decl, {}
         if self.stack:
             element = etree.SubElement(self.stack[-1], tag, nsmap=nsmap or None)
         else:
@@ -356,16 +391,21 @@ class _TreeBuilder:
         self.stack.append(element)
         self.texts.append([])
         self.text_sizes.append(0)
-        if etree.QName(element).localname == _PAYLOAD:
+        if self.observer is not None:
+            self.observer.start(_triple(name), [(*_triple(k), v) for k, v in attrs.items()], declarations)
+        if self.sink is None and etree.QName(element).localname == _PAYLOAD:
             data = SpooledData(self.limits.spool_memory, self.spool_dir)
             self.payloads.append((element, data))
             self.sink = _Base64Sink(data)
+            self.sink_element = element
 
     def _end(self, name: str) -> None:
         element = self.stack.pop()
         parts = self.texts.pop()
         self.text_sizes.pop()
-        if self.sink is not None:
+        if self.observer is not None:
+            self.observer.end()
+        if element is self.sink_element:
             error = self.sink.close()
             if error:
                 self.problems.append(
@@ -376,11 +416,13 @@ class _TreeBuilder:
                         code="base64",
                     )
                 )
-            self.sink = None
+            self.sink = self.sink_element = None
         elif parts and len(element) == 0:
             element.text = "".join(parts)
 
     def _text(self, data: str) -> None:
+        if self.observer is not None:
+            self.observer.text(data)
         if not self.stack:
             return
         if self.sink is not None:
@@ -597,6 +639,14 @@ def _clark(name: str) -> str:
     return "{%s}%s" % (parts[0], parts[1])
 
 
+def _triple(name: str) -> tuple[str, str, str | None]:
+    """An expat name as (namespace or "", local name, prefix or None)."""
+    parts = name.split(_SEP)
+    if len(parts) == 1:
+        return "", parts[0], None
+    return parts[0], parts[1], parts[2] if len(parts) > 2 else None
+
+
 def _local(name: str) -> str:
     parts = name.split(_SEP)
     return parts[1] if len(parts) > 1 else parts[0]
@@ -620,4 +670,4 @@ def _path_of(element: etree._Element) -> str:
 
 element_path = _path_of
 
-__all__ = ["Limits", "RawDocument", "read", "element_path", "Source"]
+__all__ = ["Limits", "RawDocument", "read", "element_path", "Source", "XmlObserver", "TreeHook"]

@@ -50,6 +50,7 @@ from .dsig import (
 from .keys import raw_to_der
 from .policy import Decision, SignaturePolicy
 from .revocation import RevocationChecker
+from .stream_c14n import StreamingCanonicalizer
 from .trust import TrustStore, validate_chain
 from .verdict import Status, Verdict
 
@@ -107,11 +108,13 @@ def verify(
     """
     policy = policy or SignaturePolicy()
     examiner = _Examiner()
-    parsed = parse(source, limits=limits, spool_dir=spool_dir, source_name=source_name, on_tree=examiner)
+    stream = StreamingCanonicalizer()
+    parsed = parse(
+        source, limits=limits, spool_dir=spool_dir, source_name=source_name, on_tree=examiner, observer=stream
+    )
     if parsed.raw.streamed:
-        from .stream_verify import examine_stream
-
-        examiner = examine_stream(source, limits)
+        examiner.stream = stream
+        examiner(parsed.root)
     sender = parsed.message.from_.organ_id
     rule = policy.rule_for(sender)
     verdict = examiner.verdict(trust, at, allow_weak=rule.allow_weak)
@@ -132,6 +135,7 @@ class _Examiner:
         self.certificates: list[x509.Certificate] = []
         self.signing_time: dt.datetime | None = None
         self.weak: list[str] = []
+        self.stream: StreamingCanonicalizer | None = None
 
     def __call__(self, root: etree._Element) -> None:
         try:
@@ -203,6 +207,11 @@ class _Examiner:
             raise _Refused("invalid", f"unsupported transforms on the document reference: {rest}")
         exclusive, comments = C14N_METHODS[rest[0] if rest else C14N]
         digest = _digest_for(reference, self.weak)
+        if self.stream is not None:
+            streamed = self.stream.result()
+            if streamed is None:
+                raise _Refused("invalid", f"the document digest cannot be computed: {self.stream.gave_up}")
+            return streamed
         digest.update(_without(signature, lambda: _c14n(root.getroottree(), exclusive, comments)))
         return digest.digest()
 

@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 
 from connector.edxml.build import to_bytes  # noqa: E402
 from connector.edxml.files import default_document_id  # noqa: E402
-from connector.edxml.model import VN_TZ, Attachment, BytesData, Edoc  # noqa: E402
+from connector.edxml.model import VN_TZ, Edoc  # noqa: E402
 from connector.edxml.samples import sample_edoc  # noqa: E402
 
 DECL = b'<?xml version="1.0" encoding="UTF-8"?>\n'
