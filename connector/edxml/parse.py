@@ -183,13 +183,17 @@ def parse(
 # --------------------------------------------------------------------------- extraction
 
 
+_NS_OPEN = "{" + NS + "}"
+
+
 def _is_edxml(element: etree._Element) -> bool:
-    ns = etree.QName(element).namespace
-    return ns is None or ns == NS
+    tag = element.tag
+    return tag[0] != "{" or tag.startswith(_NS_OPEN)
 
 
 def _local(element: etree._Element) -> str:
-    return etree.QName(element).localname
+    tag = element.tag
+    return tag[tag.find("}") + 1 :]
 
 
 class _Extractor:
@@ -207,11 +211,12 @@ class _Extractor:
     def children(self, parent: etree._Element | None, name: str) -> list[etree._Element]:
         if parent is None:
             return []
-        return [c for c in parent if isinstance(c.tag, str) and _is_edxml(c) and _local(c) == name]
+        return list(parent.iterchildren(_NS_OPEN + name, name))
 
     def child(self, parent: etree._Element | None, name: str) -> etree._Element | None:
-        found = self.children(parent, name)
-        return found[0] if found else None
+        if parent is None:
+            return None
+        return next(parent.iterchildren(_NS_OPEN + name, name), None)
 
     def text(self, parent: etree._Element | None, name: str) -> str | None:
         element = self.child(parent, name)

@@ -167,7 +167,8 @@ def _show(value: str) -> str:
 
 
 def _local(el: etree._Element) -> str:
-    return etree.QName(el).localname
+    tag = el.tag
+    return tag[tag.find("}") + 1 :]
 
 
 def _name(tag: str) -> str:
@@ -188,8 +189,13 @@ def _is_element(node: etree._Element) -> bool:
     return isinstance(node.tag, str)
 
 
+def _namespace(el: etree._Element) -> str | None:
+    tag = el.tag
+    return tag[1 : tag.find("}")] if tag[0] == "{" else None
+
+
 def _is_edxml(el: etree._Element) -> bool:
-    return etree.QName(el).namespace in _EDXML_NAMESPACES
+    return _namespace(el) in _EDXML_NAMESPACES
 
 
 def _find(el: etree._Element | None, *names: str) -> list[etree._Element]:
@@ -299,10 +305,10 @@ def _walk(ctx: _Context, el: etree._Element, type_name: str) -> None:
 
 def _note_unqualified(ctx: _Context, child: etree._Element, parent: etree._Element) -> None:
     """An edXML element written without the namespace: read as edXML, reported once per subtree."""
-    if etree.QName(child).namespace is not None:
+    if _namespace(child) is not None:
         return
     ctx.qualify.append(child)
-    if etree.QName(parent).namespace is not None:
+    if _namespace(parent) is not None:
         ctx.add(child, "namespace", f"{_local(child)} (and anything unqualified inside it) is in no "
                 f"namespace; read as the QCVN 102:2016 element, but it belongs in {NS!r}", "warning")
 
