@@ -569,15 +569,35 @@ _ROOT_START = re.compile(rb"<[A-Za-z_:\x80-\xff]")
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
 
 
+_WIDE_ENCODINGS = (
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\xfe\xff", "utf-16-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\x00<", "utf-16-be"),
+    (b"<\x00", "utf-16-le"),
+)
+
+
 def _refuse_doctype(data: bytes) -> None:
-    """Refuse a DOCTYPE in the prolog before libxml2 sees it (so the error says why)."""
-    root = _ROOT_START.search(data)
-    match = _DOCTYPE.search(data, 0, root.start() if root else len(data))
+    """Refuse a DOCTYPE in the prolog before libxml2 sees it (so the error says why).
+
+    UTF-16 and UTF-32 inputs are decoded first, so the check cannot be dodged by encoding.
+    """
+    head = data[: 1 << 16]
+    for mark, codec in _WIDE_ENCODINGS:
+        if head.startswith(mark):
+            head = head.decode(codec, errors="ignore").encode("utf-8")
+            break
+    root = _ROOT_START.search(head)
+    match = _DOCTYPE.search(head, 0, root.start() if root else len(head))
     if match:
         raise EdxmlError(
             Problem(
                 "a DOCTYPE declaration is not allowed in edXML (DTDs and entities are refused for safety)",
-                line=data.count(b"\n", 0, match.start()) + 1,
+                line=head.count(b"\n", 0, match.start()) + 1,
                 code="hostile",
             )
         )

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import uuid
+from functools import lru_cache
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import BinaryIO
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ..edxml.build import build, write_canonical
+from ..edxml.build import DECLARATION, build, write_canonical
 from ..edxml.model import Edoc, now_vn
 from .dsig import DSIG_NS, ENVELOPED, EXC_C14N, PROPERTIES_TYPE, SHA256, SIGNING_TIME_NS, new_digest
 from .keys import SigningKey
@@ -75,10 +77,32 @@ def sign(
     if not isinstance(message, Edoc):
         raise TypeError("only document messages (edoc) carry a signature; status messages do not")
     moment = (signing_time or now_vn()).replace(microsecond=0)
-    doc_digest = document_digest(message)
-    element, info = signature_element(key, doc_digest, moment)
-    build(message, out, signature=lambda fh: fh.write(element))
+    if _attachment_bytes(message) > IN_MEMORY_BELOW:
+        doc_digest = document_digest(message)
+        element, info = signature_element(key, doc_digest, moment)
+        build(message, out, signature=lambda fh: fh.write(element))
+        return info
+    # Small document: build once, hash, and put the Signature into the slot.
+    buffer = io.BytesIO()
+    write_canonical(message, buffer)
+    canonical = buffer.getvalue()
+    element, info = signature_element(key, hashlib.sha256(canonical).digest(), moment)
+    slot = canonical.index(_SLOT_END)
+    signed = b"".join((DECLARATION, canonical[:slot], element, canonical[slot:]))
+    if isinstance(out, (str, Path)):
+        Path(out).write_bytes(signed)
+    else:
+        out.write(signed)
     return info
+
+
+IN_MEMORY_BELOW = 4 << 20
+# The signature slot is the whitespace between TraceHeaderList's end and edXMLHeader's end.
+_SLOT_END = b"</edXML:TraceHeaderList>\n      "
+
+
+def _attachment_bytes(message: Edoc) -> int:
+    return sum(a.size if a.size is not None else IN_MEMORY_BELOW + 1 for a in message.attachments)
 
 
 def signature_element(key: SigningKey, doc_digest: bytes, moment: datetime) -> tuple[bytes, SignatureInfo]:
@@ -112,14 +136,10 @@ def signature_element(key: SigningKey, doc_digest: bytes, moment: datetime) -> t
     signed_info_c14n = signed_info.replace("<SignedInfo>", f'<SignedInfo xmlns="{DSIG_NS}">', 1)
     value = key.sign(signed_info_c14n.encode("utf-8"))
     cert = key.certificate
-    # The signer first, then intermediates; a root is the verifier's to trust, never sent.
-    carried = [cert, *(c for c in key.chain if c.subject != c.issuer and c != cert)]
-    certificates = "".join(f"<X509Certificate>{_b64(c.public_bytes(Encoding.DER))}</X509Certificate>" for c in carried)
     element = (
         f'<Signature xmlns="{DSIG_NS}" Id="{sig_id}">{signed_info}'
         f"<SignatureValue>{_b64(value)}</SignatureValue>"
-        f"<KeyInfo><X509Data><X509SubjectName>{_escape(cert.subject.rfc4514_string())}</X509SubjectName>"
-        f"{certificates}</X509Data></KeyInfo>"
+        f"{_key_info(cert, tuple(key.chain))}"
         f"<Object>{properties}</Object>"
         f"</Signature>"
     )
@@ -132,6 +152,16 @@ def signature_element(key: SigningKey, doc_digest: bytes, moment: datetime) -> t
         signer_serial=format(cert.serial_number, "x"),
     )
     return element.encode("utf-8"), info
+
+
+@lru_cache(maxsize=64)
+def _key_info(cert, chain: tuple) -> str:
+    """KeyInfo/X509Data: the signer first, then intermediates (a root is the verifier's to
+    trust, never sent). Cached: a key signs thousands of documents with the same chain."""
+    carried = [cert, *(c for c in chain if c.subject != c.issuer and c != cert)]
+    certificates = "".join(f"<X509Certificate>{_b64(c.public_bytes(Encoding.DER))}</X509Certificate>" for c in carried)
+    subject = _escape(cert.subject.rfc4514_string())
+    return f"<KeyInfo><X509Data><X509SubjectName>{subject}</X509SubjectName>{certificates}</X509Data></KeyInfo>"
 
 
 def _b64(data: bytes) -> str:
