@@ -87,7 +87,7 @@ def sign(
     write_canonical(message, buffer)
     canonical = buffer.getvalue()
     element, info = signature_element(key, hashlib.sha256(canonical).digest(), moment)
-    slot = canonical.index(_SLOT_END)
+    slot = canonical.index(_SLOT_END) + len(_SLOT_END)
     signed = b"".join((DECLARATION, canonical[:slot], element, canonical[slot:]))
     if isinstance(out, (str, Path)):
         Path(out).write_bytes(signed)

@@ -113,7 +113,8 @@ class TrustStore:
         """Load every certificate file (PEM, possibly several per file, or DER) in `directory`.
 
         Files that hold no certificate, or a non-CA certificate, are skipped; each is recorded in
-        `skipped` with a reason naming the file, and logged as a warning. Hidden files are ignored.
+        `skipped` with a reason naming the file, and logged as a warning. Hidden files and notes
+        (`.md`, `.txt`) are ignored.
         """
         directory = Path(directory)
         if not directory.is_dir():
@@ -121,8 +122,8 @@ class TrustStore:
         certs: list[x509.Certificate] = []
         skipped: list[SkippedFile] = []
         for path in sorted(directory.iterdir()):
-            if path.name.startswith(".") or not path.is_file():
-                continue
+            if path.name.startswith(".") or not path.is_file() or path.suffix.lower() in (".md", ".txt"):
+                continue  # hidden files and notes (README) are not candidates
             found, problem = _read_anchor_file(path)
             if problem:
                 skipped.append(SkippedFile(path, problem))
