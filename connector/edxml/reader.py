@@ -516,6 +516,8 @@ _SMALL_PARSER_OPTIONS = dict(
 def _read_small(data: bytes, limits: Limits, spool_dir: str | Path | None, on_tree: TreeHook | None) -> RawDocument:
     """libxml2 parse of a small input, then the same limits and payload handling as streaming."""
     parser = etree.XMLParser(**_SMALL_PARSER_OPTIONS)
+    refuser = _RefuseAll()
+    parser.resolvers.add(refuser)
     if not data.strip():
         raise EdxmlError(Problem("no root element: the input is empty", line=1, code="not-well-formed"))
     _refuse_doctype(data)
@@ -530,7 +532,7 @@ def _read_small(data: bytes, limits: Limits, spool_dir: str | Path | None, on_tr
             Problem(f"not well-formed XML: {_libxml_message(exc)}", line=exc.lineno, code="not-well-formed")
         ) from None
     docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+    if refuser.refused or docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise EdxmlError(
             Problem(
                 "a DOCTYPE declaration is not allowed in edXML (DTDs and entities are refused for safety)",
@@ -563,6 +565,18 @@ def _read_small(data: bytes, limits: Limits, spool_dir: str | Path | None, on_tr
         raw.close()
         raise
     return raw
+
+
+class _RefuseAll(etree.Resolver):
+    """A second line of defence: whatever libxml2 asks to load (a DTD, an entity) is empty."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[str] = []
+
+    def resolve(self, url, public_id, context):
+        self.refused.append(str(url or public_id))
+        return self.resolve_string("", context)
 
 
 _ROOT_START = re.compile(rb"<[A-Za-z_:\x80-\xff]")

@@ -13,6 +13,7 @@ import pytest
 from lxml import etree
 
 from connector.edxml.samples import sample_edoc
+from connector.edxml.errors import EdxmlError
 from connector.signing.policy import MODES, SenderRule, SignaturePolicy
 from connector.signing.verify import TrustOptions, verify
 from tests.support.dsig_tools import (
@@ -249,32 +250,37 @@ def transplanted_other_number(signed, key):
     return _transplant(signed, key, sample_edoc(number=2))
 
 
+DIGEST = "digest mismatch"
+PLACE = "not in edXMLHeader"
+#: attack -> (how, what the verdict's reason must say)
 INVALID = {
-    "a-moved-element": moved_element,
-    "b-duplicated-before": duplicated_element_before,
-    "b-duplicated-after": duplicated_element_after,
-    "c-extra-reference": extra_reference_outside,
-    "c-external-reference": extra_reference_external,
-    "c-second-whole-reference": second_whole_reference,
-    "e-copy-in-body": copy_in_body,
-    "e-forged-in-header": copy_in_header,
-    "e-copy-nested": copy_nested,
-    "e-copy-in-attachments": copy_in_attachments,
-    "f-last-child-of-root": signature_last_child_of_root,
-    "f-in-message-header": signature_in_message_header,
-    "f-first-in-header": signature_first_in_header,
-    "f-in-body": signature_in_body,
-    "g-transplanted-subject": transplanted_other_subject,
-    "g-transplanted-number": transplanted_other_number,
+    "a-moved-element": (moved_element, DIGEST),
+    "b-duplicated-before": (duplicated_element_before, DIGEST),
+    "b-duplicated-after": (duplicated_element_after, DIGEST),
+    "c-extra-reference": (extra_reference_outside, "inside the Signature"),
+    "c-external-reference": (extra_reference_external, "only the whole document"),
+    "c-second-whole-reference": (second_whole_reference, 'more than one Reference URI=""'),
+    "e-copy-in-body": (copy_in_body, "2 Signature elements"),
+    "e-forged-in-header": (copy_in_header, "2 Signature elements"),
+    "e-copy-nested": (copy_nested, "2 Signature elements"),
+    "e-copy-in-attachments": (copy_in_attachments, "2 Signature elements"),
+    "f-last-child-of-root": (signature_last_child_of_root, PLACE),
+    "f-in-message-header": (signature_in_message_header, PLACE),
+    "f-first-in-header": (signature_first_in_header, "not the last child"),
+    "f-in-body": (signature_in_body, PLACE),
+    "g-transplanted-subject": (transplanted_other_subject, DIGEST),
+    "g-transplanted-number": (transplanted_other_number, DIGEST),
 }
 
 
 @pytest.mark.parametrize("read_mode", sorted(READ_MODES))
 @pytest.mark.parametrize("attack", sorted(INVALID))
 def test_wrapping_attack_is_invalid(signed, key, trust, attack, read_mode):
-    data = INVALID[attack](signed, key)
+    how, reason = INVALID[attack]
+    data = how(signed, key)
     result = _verify(data, trust, read_mode)
     assert result.verdict.status == "invalid", result.verdict.reason
+    assert reason in result.verdict.reason
     assert not result.decision.accepted
     assert not _verify(data, trust, read_mode, "if-present").decision.accepted
 
@@ -384,3 +390,143 @@ def test_every_policy_refuses_nothing_silently(signed, key, trust, read_mode):
         assert result.decision.accepted == (mode == "record")
         if mode == "record":
             assert result.decision.warning
+
+
+# --------------------------------------------------------------------------- large documents
+
+CHUNK = 256 * 1024  # what the streaming reader reads from a file at a time
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory, key):
+    """A document whose attachment (4.5 MB) takes the two-pass streaming signer."""
+    from connector.edxml.model import Attachment, BytesData
+
+    message = sample_edoc()
+    payload = bytes(range(256)) * (4_500_000 // 256)
+    message.attachments = [Attachment("big", "ho-so.pdf", "application/pdf", "Hồ sơ kèm theo", "plain",
+                                      data=BytesData(payload))]
+    message.with_manifest()
+    path = tmp_path_factory.mktemp("large") / "signed.edxml"
+    from connector.signing.sign import sign
+
+    sign(message, key, path)
+    return message, path
+
+
+def _payload_span(data: bytes) -> tuple[int, int]:
+    start = data.index(b">", data.index(b"<edXML:ContentTransferEncoded")) + 1
+    return start, data.index(b"</edXML:ContentTransferEncoded>")
+
+
+@pytest.mark.parametrize("read_mode", sorted(READ_MODES))
+def test_large_document_is_valid_and_whole(large, trust, read_mode):
+    message, path = large
+    with verify(path, trust, policy=SignaturePolicy(SenderRule("require")), limits=READ_MODES[read_mode]) as result:
+        assert result.verdict.status == "valid", result.verdict.reason
+        assert result.parsed.message == message
+        assert result.parsed.message.attachments[0].sha256 == message.attachments[0].sha256
+
+
+def _variant_file(path, tmp_path, change) -> object:
+    data = path.read_bytes()
+    out = tmp_path / "variant.edxml"
+    out.write_bytes(change(data))
+    return out
+
+
+@pytest.mark.parametrize("read_mode", sorted(READ_MODES))
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.97])
+def test_large_document_one_byte_deep_in_the_payload(large, trust, tmp_path, read_mode, where):
+    message, path = large
+
+    def change(data):
+        start, end = _payload_span(data)
+        at = start + int((end - start) * where)
+        while not data[at:at + 1].isalnum():
+            at += 1
+        return data[:at] + (b"B" if data[at:at + 1] != b"B" else b"C") + data[at + 1:]
+
+    variant = _variant_file(path, tmp_path, change)
+    with verify(variant, trust, policy=SignaturePolicy(SenderRule("require")), limits=READ_MODES[read_mode]) as result:
+        assert result.verdict.status == "invalid", result.verdict.reason
+        assert not result.decision.accepted
+
+
+BOUNDARY_FORMS = {
+    "comment": lambda data, at: data[:at] + b"<!-- x -->" + data[at:],
+    "tight-comment": lambda data, at: data[:at] + b"<!--x-->" + data[at:],
+    "cdata": lambda data, at: data[:at] + b"<![CDATA[" + data[at:at + 9] + b"]]>" + data[at + 9:],
+    "character-reference": lambda data, at: data[:at] + b"&#%d;" % data[at] + data[at + 1:],
+}
+
+
+@pytest.mark.parametrize("read_mode", sorted(READ_MODES))
+@pytest.mark.parametrize("form", sorted(BOUNDARY_FORMS))
+@pytest.mark.parametrize("shift", [-7, -5, 0])
+def test_large_document_lexical_forms_at_chunk_boundaries(large, trust, tmp_path, read_mode, form, shift):
+    """Markup inside the base64 right at a read-chunk boundary (the chunk may end inside it):
+    the document is well-formed and canonically unchanged, so it stays valid, payload intact."""
+    message, path = large
+
+    def change(data):
+        start, end = _payload_span(data)
+        at = (start // CHUNK + 8) * CHUNK + shift
+        assert start < at < end
+        return BOUNDARY_FORMS[form](data, at)
+
+    variant = _variant_file(path, tmp_path, change)
+    with verify(variant, trust, policy=SignaturePolicy(SenderRule("require")), limits=READ_MODES[read_mode]) as result:
+        assert result.verdict.status == "valid", result.verdict.reason
+        attachment = result.parsed.message.attachments[0]
+        assert (attachment.size, attachment.sha256) == (message.attachments[0].size, message.attachments[0].sha256)
+
+
+def _shifted(data: bytes, target: int, position: int) -> bytes:
+    """``data`` with a comment after the XML declaration that moves byte ``position`` to ``target``
+    (comments are outside canonical XML: the signature is unaffected)."""
+    declaration = data.index(b"\n") + 1
+    size = target - position
+    assert size >= 8
+    return data[:declaration] + b"<!--" + b"p" * (size - 7) + b"-->" + data[declaration:]
+
+
+@pytest.mark.parametrize("read_mode", sorted(READ_MODES))
+@pytest.mark.parametrize("split", [3, 10, 25])
+def test_large_document_end_tag_across_a_chunk_boundary(large, trust, tmp_path, read_mode, split):
+    """A correctly signed, well-formed document whose payload end tag straddles a read chunk."""
+    message, path = large
+
+    def change(data):
+        end = data.index(b"</edXML:ContentTransferEncoded>")
+        return _shifted(data, (end // CHUNK + 2) * CHUNK - split, end)
+
+    variant = _variant_file(path, tmp_path, change)
+    with verify(variant, trust, policy=SignaturePolicy(SenderRule("require")), limits=READ_MODES[read_mode]) as result:
+        assert result.verdict.status == "valid", result.verdict.reason
+        assert result.parsed.message.attachments[0].sha256 == message.attachments[0].sha256
+
+
+def test_reading_paths_agree_on_a_comment_opened_at_a_chunk_boundary(large, trust, tmp_path):
+    """``<!--x`` ends a read chunk inside the payload and ``<-->`` closes the comment after the
+    base64. For XML (libxml2, xmlsec1, any receiver) the rest of the base64 is a comment, so the
+    attachment is cut short and the digest fails. The streaming reader must see the same
+    document: one file, one verdict, whatever its size."""
+    message, path = large
+
+    def change(data):
+        start, end = _payload_span(data)
+        boundary = (start // CHUNK + 8) * CHUNK
+        return data[:boundary - 5] + b"<!--x" + data[boundary - 5:end] + b"<-->" + data[end:]
+
+    variant = _variant_file(path, tmp_path, change)
+    verdicts = {}
+    for read_mode, limits in READ_MODES.items():
+        try:
+            with verify(variant, trust, policy=SignaturePolicy(SenderRule("require")), limits=limits) as result:
+                verdicts[read_mode] = result.verdict.status
+                assert not result.decision.accepted, read_mode
+        except EdxmlError:
+            verdicts[read_mode] = "unreadable"
+    assert verdicts["memory"] == "invalid"
+    assert verdicts["stream"] in ("invalid", "unreadable"), verdicts
