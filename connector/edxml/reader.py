@@ -195,15 +195,15 @@ class _PayloadBypass:
     """Feeds expat, but hands the bulk of attachment base64 straight to the decoder.
 
     Scanning hundreds of megabytes of base64 character by character through expat (and
-    building Python strings of it) costs more than decoding it. Once expat has reported the
-    start of a ``ContentTransferEncoded`` element and its text up to the end of a chunk,
-    the following bytes up to the next ``<`` are base64 text by the XML grammar, so they go
-    to the decoder directly; expat then sees the same number of newlines (so line numbers
-    stay right) and the markup that follows. Anything unusual (an ``&`` reference, an
-    encoding other than UTF-8/ASCII) falls back to expat for that chunk.
+    building Python strings of it) costs more than decoding it. When a chunk handed to expat
+    ends inside plain payload text, that is: its last markup is the ``ContentTransferEncoded``
+    start tag and only base64 characters and whitespace follow it, then the next bytes up to
+    the next ``<`` are payload text by the XML grammar, and go to the decoder (and the
+    observer) directly. Expat then sees as many newlines as were skipped, muted, so line
+    numbers stay right, and the markup that follows. Anything else (a CDATA section, a
+    comment, a character reference, markup cut at a chunk boundary, an encoding other than
+    UTF-8) leaves the work to expat.
     """
-
-    _B64_END = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
     def __init__(self, builder: "_TreeBuilder", parser, first_chunk: bytes):
         self.builder = builder
@@ -221,23 +221,39 @@ class _PayloadBypass:
                 if self.builder.observer is not None:
                     self.builder.observer.raw_text(text)
                 if b"\n" in text:
-                    self.parser.Parse(b"\n" * text.count(b"\n"), False)
+                    self._keep_line_count(text.count(b"\n"))
                 if lt < 0:
                     return
                 chunk = chunk[lt:]
         self.parser.Parse(chunk, False)
-        self.in_text = (
-            self.enabled
-            and self.builder.sink is not None
-            and bool(chunk)
-            and chunk[-1] in self._B64_END
-        )
+        self.in_text = self.enabled and self.builder.sink is not None and _ends_in_payload_text(chunk)
+
+    def _keep_line_count(self, newlines: int) -> None:
+        self.builder.muted = True
+        try:
+            self.parser.Parse(b"\n" * newlines, False)
+            self._flush_expat_text()
+        finally:
+            self.builder.muted = False
 
     def _flush_expat_text(self) -> None:
         # Toggling buffer_text makes pyexpat deliver the text it has buffered, so the
         # decoder receives the text in document order.
         self.parser.buffer_text = False
         self.parser.buffer_text = True
+
+
+_PAYLOAD_START = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?ContentTransferEncoded(?:\s[^<>]*)?>")
+_BASE64_TAIL = re.compile(rb"[A-Za-z0-9+/=\t\n ]*")
+
+
+def _ends_in_payload_text(chunk: bytes) -> bool:
+    """True when the chunk's last markup is the payload start tag, followed by base64 only."""
+    gt = chunk.rfind(b">")
+    lt = chunk.rfind(b"<")
+    if gt < 0 or lt < 0 or lt > gt:
+        return False
+    return bool(_BASE64_TAIL.fullmatch(chunk, gt + 1)) and bool(_PAYLOAD_START.fullmatch(chunk, lt, gt + 1))
 
 
 def _ascii_compatible(head: bytes) -> bool:
@@ -295,6 +311,7 @@ class _TreeBuilder:
         self.spool_dir = spool_dir
         self.observer = observer
         self.sink_element: etree._Element | None = None
+        self.muted = False
         self.root: etree._Element | None = None
         self.stack: list[etree._Element] = []
         self.texts: list[list[str]] = []
@@ -421,6 +438,8 @@ class _TreeBuilder:
             element.text = "".join(parts)
 
     def _text(self, data: str) -> None:
+        if self.muted:
+            return
         if self.observer is not None:
             self.observer.text(data)
         if not self.stack:

@@ -72,6 +72,7 @@ class StreamingCanonicalizer:
         self.in_signature_ref: DocumentReference | None = None
         self.gave_up = ""
         self.root_done = False
+        self._after_cr = False
         self._path: list[tuple[str, str]] = []
         if exclusive is not None and digest_method:
             self.mode = exclusive
@@ -134,6 +135,9 @@ class StreamingCanonicalizer:
         if self.skip_depth or not self.frames:
             return
         text = data.decode("ascii", "replace")
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]  # the LF of a CRLF split between two chunks
+        self._after_cr = text.endswith("\r")
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         self._emit(_escape_text(text))

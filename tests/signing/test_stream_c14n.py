@@ -102,3 +102,41 @@ def test_large_documents_verify_while_streaming(tmp_path, dev_pki, trust_store):
     with verify(flipped, trust, limits=STREAMING) as result:
         assert result.verdict.status == "invalid"
         assert "digest mismatch" in result.verdict.reason
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_wrapped_large_payload_canonicalizes_like_libxml2(newline, exclusive):
+    """Base64 wrapped at 76 columns (as many producers write it), large enough to stream past
+    several read chunks, so the payload bypass of the reader is exercised."""
+    from connector.edxml.model import BytesData
+
+    doc = sample_edoc()
+    doc.attachments[0].data = BytesData(bytes(range(256)) * 6000)
+    doc.attachments[0].packaging = "plain"
+    doc.with_manifest()
+    data = to_bytes(doc)
+    start = data.index(b">", data.index(b"<edXML:ContentTransferEncoded")) + 1
+    end = data.index(b"</edXML:ContentTransferEncoded>")
+    payload = data[start:end]
+    wrapped = newline.join(payload[i : i + 76] for i in range(0, len(payload), 76))
+    data = data[:start] + newline + wrapped + newline + data[end:]
+    assert _streamed_digest(data, exclusive) == _libxml_digest(data, exclusive)
+    with parse_both(data) as (fast, slow):
+        assert fast.message.attachments[0].sha256 == slow.message.attachments[0].sha256
+        assert [p.line for p in fast.report.problems] == [p.line for p in slow.report.problems]
+
+
+class parse_both:
+    def __init__(self, data: bytes):
+        from connector.edxml.parse import parse
+
+        self.fast = parse(data)
+        self.slow = parse(data, limits=STREAMING)
+
+    def __enter__(self):
+        return self.fast, self.slow
+
+    def __exit__(self, *exc):
+        self.fast.close()
+        self.slow.close()
