@@ -195,14 +195,14 @@ class _PayloadBypass:
     """Feeds expat, but hands the bulk of attachment base64 straight to the decoder.
 
     Scanning hundreds of megabytes of base64 character by character through expat (and
-    building Python strings of it) costs more than decoding it. When a chunk handed to expat
-    ends inside plain payload text, that is: its last markup is the ``ContentTransferEncoded``
-    start tag and only base64 characters and whitespace follow it, then the next bytes up to
+    building Python strings of it) costs more than decoding it. When expat itself reports
+    that the input it was given ends in plain payload text (its last event is character data
+    of a ``ContentTransferEncoded`` element, outside any CDATA section, ending exactly at the
+    last byte fed; so no comment, reference or markup is left open), then the next bytes up to
     the next ``<`` are payload text by the XML grammar, and go to the decoder (and the
     observer) directly. Expat then sees as many newlines as were skipped, muted, so line
-    numbers stay right, and the markup that follows. Anything else (a CDATA section, a
-    comment, a character reference, markup cut at a chunk boundary, an encoding other than
-    UTF-8) leaves the work to expat.
+    numbers stay right, and the markup that follows. Anything else (a character reference,
+    an encoding other than UTF-8) leaves the work to expat.
     """
 
     def __init__(self, builder: "_TreeBuilder", parser, first_chunk: bytes):
@@ -210,6 +210,7 @@ class _PayloadBypass:
         self.parser = parser
         self.enabled = _ascii_compatible(first_chunk)
         self.in_text = False
+        self.fed = 0  # bytes expat has been given, synthetic newlines included
 
     def feed(self, chunk: bytes) -> None:
         if self.in_text and self.builder.sink is not None:
@@ -226,12 +227,14 @@ class _PayloadBypass:
                     return
                 chunk = chunk[lt:]
         self.parser.Parse(chunk, False)
-        self.in_text = self.enabled and self.builder.sink is not None and _ends_in_payload_text(chunk)
+        self.fed += len(chunk)
+        self.in_text = self.enabled and self.builder.in_payload_text(self.fed)
 
     def _keep_line_count(self, newlines: int) -> None:
         self.builder.muted = True
         try:
             self.parser.Parse(b"\n" * newlines, False)
+            self.fed += newlines
             self._flush_expat_text()
         finally:
             self.builder.muted = False
@@ -241,19 +244,6 @@ class _PayloadBypass:
         # decoder receives the text in document order.
         self.parser.buffer_text = False
         self.parser.buffer_text = True
-
-
-_PAYLOAD_START = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?ContentTransferEncoded(?:\s[^<>]*)?>")
-_BASE64_TAIL = re.compile(rb"[A-Za-z0-9+/=\t\n ]*")
-
-
-def _ends_in_payload_text(chunk: bytes) -> bool:
-    """True when the chunk's last markup is the payload start tag, followed by base64 only."""
-    gt = chunk.rfind(b">")
-    lt = chunk.rfind(b"<")
-    if gt < 0 or lt < 0 or lt > gt:
-        return False
-    return bool(_BASE64_TAIL.fullmatch(chunk, gt + 1)) and bool(_PAYLOAD_START.fullmatch(chunk, lt, gt + 1))
 
 
 def _ascii_compatible(head: bytes) -> bool:
@@ -312,6 +302,9 @@ class _TreeBuilder:
         self.observer = observer
         self.sink_element: etree._Element | None = None
         self.muted = False
+        self.last_event = ""
+        self.last_text_end = -1
+        self.in_cdata = False
         self.root: etree._Element | None = None
         self.stack: list[etree._Element] = []
         self.texts: list[list[str]] = []
@@ -339,8 +332,10 @@ class _TreeBuilder:
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._text
-        if self.observer is not None:
-            parser.ProcessingInstructionHandler = self.observer.processing_instruction
+        parser.ProcessingInstructionHandler = self._pi
+        parser.CommentHandler = self._comment
+        parser.StartCdataSectionHandler = self._cdata_start
+        parser.EndCdataSectionHandler = self._cdata_end
         self.parser = parser
         return parser
 
@@ -366,6 +361,31 @@ class _TreeBuilder:
             Problem(f"reference to an external entity ({system_id!r}) is not allowed", line=self._line(), code="hostile")
         )
 
+    # -- where expat is (for the payload bypass) -------------------------------------------
+
+    def in_payload_text(self, fed: int) -> bool:
+        """True when expat's last event was payload text reaching the last byte it was fed."""
+        return (
+            self.sink is not None
+            and not self.in_cdata
+            and self.last_event == "text"
+            and self.last_text_end == fed
+        )
+
+    def _pi(self, target: str, data: str) -> None:
+        self.last_event = "pi"
+        if self.observer is not None:
+            self.observer.processing_instruction(target, data)
+
+    def _comment(self, data: str) -> None:
+        self.last_event = "comment"
+
+    def _cdata_start(self) -> None:
+        self.last_event, self.in_cdata = "cdata", True
+
+    def _cdata_end(self) -> None:
+        self.last_event, self.in_cdata = "cdata", False
+
     # -- structure ------------------------------------------------------------------------
 
     def _ns(self, prefix: str | None, uri: str | None) -> None:
@@ -376,6 +396,7 @@ class _TreeBuilder:
             self.pending_ns[prefix or None] = uri
 
     def _start(self, name: str, attrs: dict[str, str]) -> None:
+        self.last_event = "start"
         self.count += 1
         if self.count > self.limits.max_elements:
             raise EdxmlError(
@@ -415,8 +436,11 @@ class _TreeBuilder:
             self.payloads.append((element, data))
             self.sink = _Base64Sink(data)
             self.sink_element = element
+            # Unbuffered inside the payload: each text event then carries its own offset.
+            self.parser.buffer_text = False
 
     def _end(self, name: str) -> None:
+        self.last_event = "end"
         element = self.stack.pop()
         parts = self.texts.pop()
         self.text_sizes.pop()
@@ -434,10 +458,14 @@ class _TreeBuilder:
                     )
                 )
             self.sink = self.sink_element = None
+            self.parser.buffer_text = True
         elif parts and len(element) == 0:
             element.text = "".join(parts)
 
     def _text(self, data: str) -> None:
+        self.last_event = "text"
+        if self.sink is not None:
+            self.last_text_end = self.parser.CurrentByteIndex + len(data)
         if self.muted:
             return
         if self.observer is not None:

@@ -156,6 +156,10 @@ class _Examiner:
         signature = signatures[0]
         _check_place(signature)
         self.certificates = _certificates(signature)
+        if not self.certificates:
+            # As producers send today: digest and value copied between documents, the
+            # certificate truncated. Nothing can be verified, so nothing is claimed.
+            raise _Refused("placeholder", "no usable X509Certificate in KeyInfo (missing or truncated)")
         signed_info = _one(signature, "SignedInfo")
         c14n_uri = _algorithm(_one(signed_info, "CanonicalizationMethod"))
         if c14n_uri not in C14N_METHODS:

@@ -13,9 +13,11 @@ import pytest
 from lxml import etree
 
 from connector.edxml.build import to_bytes
+from connector.edxml.model import Attachment, BytesData
 from connector.edxml.samples import sample_edoc
 from connector.signing.dsig import ECDSA_SHA256, RSA_PSS_SHA256, RSA_SHA256
 from connector.signing.policy import SenderRule, SignaturePolicy
+from connector.signing.sign import sign
 from connector.signing.trust import TrustStore
 from connector.signing.verify import TrustOptions, verify
 from tests.support.dsig_tools import (
@@ -123,6 +125,22 @@ def test_signxml_verifies_our_other_algorithms(message, dev_pki, algorithm):
     data = signed_bytes(message, key)
     results = _signxml_verify(data, pem(key.certificate))
     assert len(results) == 2
+
+
+def test_xmlsec1_verifies_a_large_document_signed_in_two_streaming_passes(dev_pki, trust, tmp_path):
+    """Attachments above the signer's in-memory threshold take the streaming two-pass path."""
+    message = sample_edoc()
+    message.attachments = [Attachment("big", "ho-so.pdf", "application/pdf", None, "plain",
+                                      data=BytesData(bytes(range(256)) * (4_300_000 // 256)))]
+    message.with_manifest()
+    out = tmp_path / "large.edxml"
+    sign(message, agency_key(dev_pki), out)
+    run = xmlsec1_verify(out.read_bytes(), tmp_path, dev_pki)
+    assert run.returncode == 0, run.stderr
+    for limits in READ_MODES.values():
+        result = _ours(out, trust, limits)
+        assert result.verdict.status == "valid", result.verdict.reason
+        assert result.parsed.message == message
 
 
 def test_signxml_refuses_our_signature_for_another_certificate(signed, dev_pki):

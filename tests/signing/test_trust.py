@@ -139,7 +139,8 @@ def test_store_loads_pem_and_der_and_names_skipped_files(dev_pki: DevPki, tmp_pa
     (tmp_path / "root.pem").write_bytes((dev_pki.directory / "root-ca.pem").read_bytes())
     (tmp_path / "issuing.cer").write_bytes(
         dev_pki.issuing_ca.certificate.public_bytes(serialization.Encoding.DER))
-    (tmp_path / "notes.txt").write_text("not a certificate")
+    (tmp_path / "notes.dat").write_text("not a certificate")
+    (tmp_path / "README.md").write_text("notes for the operator are not candidates")
     (tmp_path / "broken.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n"
                                         "-----END CERTIFICATE-----\n")
     (tmp_path / "leaf.pem").write_bytes((dev_pki.agencies["000.00.00.H16"].cert_path).read_bytes())
@@ -147,7 +148,7 @@ def test_store_loads_pem_and_der_and_names_skipped_files(dev_pki: DevPki, tmp_pa
     store = TrustStore.from_directory(tmp_path)
     assert set(store.anchors) == {root, dev_pki.issuing_ca.certificate}
     skipped = {s.path.name: s.reason for s in store.skipped}
-    assert set(skipped) == {"notes.txt", "broken.pem", "leaf.pem"}
+    assert set(skipped) == {"notes.dat", "broken.pem", "leaf.pem"}
     assert "not a CA" in skipped["leaf.pem"]
     assert all(s.path.name in str(s) for s in store.skipped)
 

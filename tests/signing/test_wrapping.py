@@ -13,8 +13,10 @@ import pytest
 from lxml import etree
 
 from connector.edxml.errors import EdxmlError
+from connector.edxml.model import Attachment, BytesData
 from connector.edxml.samples import sample_edoc
 from connector.signing.policy import MODES, SenderRule, SignaturePolicy
+from connector.signing.sign import sign
 from connector.signing.verify import TrustOptions, verify
 from tests.support.dsig_tools import (
     D,
@@ -35,6 +37,7 @@ from tests.support.dsig_tools import (
     signed_bytes,
     to_xml,
     tree,
+    xmlsec1_verify,
 )
 
 FORGED_SUBJECT = "V/v chuyển 10 tỷ đồng vào tài khoản số 0000000000"
@@ -401,16 +404,12 @@ CHUNK = 256 * 1024  # what the streaming reader reads from a file at a time
 @pytest.fixture(scope="module")
 def large(tmp_path_factory, key):
     """A document whose attachment (4.5 MB) takes the two-pass streaming signer."""
-    from connector.edxml.model import Attachment, BytesData
-
     message = sample_edoc()
     payload = bytes(range(256)) * (4_500_000 // 256)
     message.attachments = [Attachment("big", "ho-so.pdf", "application/pdf", "Hồ sơ kèm theo", "plain",
                                       data=BytesData(payload))]
     message.with_manifest()
     path = tmp_path_factory.mktemp("large") / "signed.edxml"
-    from connector.signing.sign import sign
-
     sign(message, key, path)
     return message, path
 
@@ -508,26 +507,38 @@ def test_large_document_end_tag_across_a_chunk_boundary(large, trust, tmp_path, 
         assert result.parsed.message.attachments[0].sha256 == message.attachments[0].sha256
 
 
-def test_reading_paths_agree_on_a_comment_opened_at_a_chunk_boundary(large, trust, tmp_path):
-    """``<!--x`` ends a read chunk inside the payload and ``<-->`` closes the comment after the
-    base64. For XML (libxml2, xmlsec1, any receiver) the rest of the base64 is a comment, so the
-    attachment is cut short and the digest fails. The streaming reader must see the same
-    document: one file, one verdict, whatever its size."""
-    message, path = large
+#: markup opened so that a read chunk ends inside it, and what closes it after the base64
+HIDING = {
+    "comment": (b"<!--x", b"<-->"),
+    "comment-with-a-fake-start-tag": (b"<!--<ContentTransferEncoded>", b"<-->"),
+    "comment-with-a-fake-prefixed-start-tag": (b'<!--<edXML:ContentTransferEncoded a="1">AA', b"<-->"),
+    "processing-instruction-with-a-fake-start-tag": (b"<?hide <ContentTransferEncoded>", b"<?>"),
+}
+
+
+@pytest.mark.parametrize("hiding", sorted(HIDING))
+def test_reading_paths_agree_on_markup_opened_at_a_chunk_boundary(large, trust, tmp_path, dev_pki, hiding):
+    """A comment (or PI) opens inside the payload so that a read chunk ends inside it, and closes
+    after the base64. For XML (libxml2, xmlsec1, any receiver) the rest of the base64 is inside
+    that comment, so the attachment is cut short and the digest fails. The streaming reader must
+    see the same document: one file, one verdict, whatever its size."""
+    opening, closing = HIDING[hiding]
 
     def change(data):
         start, end = _payload_span(data)
         boundary = (start // CHUNK + 8) * CHUNK
-        return data[:boundary - 5] + b"<!--x" + data[boundary - 5:end] + b"<-->" + data[end:]
+        cut = boundary - len(opening)
+        return data[:cut] + opening + data[cut:end] + closing + data[end:]
 
-    variant = _variant_file(path, tmp_path, change)
+    variant = _variant_file(large[1], tmp_path, change)
     verdicts = {}
     for read_mode, limits in READ_MODES.items():
         try:
             with verify(variant, trust, policy=SignaturePolicy(SenderRule("require")), limits=limits) as result:
                 verdicts[read_mode] = result.verdict.status
-                assert not result.decision.accepted, read_mode
+                assert not result.decision.accepted, (read_mode, result.verdict.reason)
         except EdxmlError:
             verdicts[read_mode] = "unreadable"
     assert verdicts["memory"] == "invalid"
+    assert xmlsec1_verify(variant.read_bytes(), tmp_path, dev_pki).returncode != 0  # a third opinion
     assert verdicts["stream"] in ("invalid", "unreadable"), verdicts
