@@ -60,6 +60,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from .identity import AGENCY_CODE_ATTRIBUTE, agency_code_of  # noqa: F401 - re-exported
+
 DEFAULT_AGENCIES: dict[str, str] = {
     "000.00.00.H16": "UBND tỉnh Đắk Nông",
     "000.00.00.G22": "Văn phòng Chính phủ",
@@ -68,7 +70,6 @@ DEFAULT_AGENCIES: dict[str, str] = {
 ROOT_CA_NAME = "Dev Root CA — NOT FOR PRODUCTION"
 ISSUING_CA_NAME = "Dev Issuing CA — NOT FOR PRODUCTION"
 DEV_ORGANIZATION = "edoc-connector development PKI"
-AGENCY_CODE_ATTRIBUTE = NameOID.USER_ID
 DOCUMENT_SIGNING_EKU = ObjectIdentifier("1.3.6.1.5.5.7.3.36")
 REVOKED_CODE = "000.00.00.Z98"
 EXPIRED_CODE = "000.00.00.Z99"
@@ -224,12 +225,6 @@ def agency_name(code: str, name: str) -> x509.Name:
         x509.NameAttribute(NameOID.COMMON_NAME, name),
         x509.NameAttribute(AGENCY_CODE_ATTRIBUTE, code),
     ])
-
-
-def agency_code_of(cert: x509.Certificate) -> str | None:
-    """The agency code carried in the subject's UID attribute, if any."""
-    values = cert.subject.get_attributes_for_oid(AGENCY_CODE_ATTRIBUTE)
-    return str(values[0].value) if values else None
 
 
 def create_dev_pki(

@@ -47,6 +47,7 @@ from .dsig import (
     SIGNATURE_METHODS,
     new_digest,
 )
+from .identity import agency_code_of
 from .keys import raw_to_der
 from .policy import Decision, SignaturePolicy
 from .revocation import RevocationChecker
@@ -101,8 +102,10 @@ def verify(
 ) -> VerifiedDocument:
     """Parse, validate and verify one edXML document.
 
-    ``at`` is the time the certificate must be valid at; by default the signed signing time
-    when there is one, else now. The policy (default: ``if-present`` for everyone) is looked
+    ``at`` is the time the certificate must be valid at: a time the caller trusts (when the
+    axis delivered the document), by default now; never the signing time the signer wrote,
+    which could be backdated. That claimed time must also fall inside the certificate's
+    validity. A certificate that names an agency code must name the sender's. The policy (default: ``if-present`` for everyone) is looked
     up by the sender's agency code. Raises :class:`EdxmlError` only for input that is not
     edXML.
     """
@@ -117,7 +120,7 @@ def verify(
         examiner(parsed.root)
     sender = parsed.message.from_.organ_id
     rule = policy.rule_for(sender)
-    verdict = examiner.verdict(trust, at, allow_weak=rule.allow_weak)
+    verdict = examiner.verdict(trust, at, sender=sender, allow_weak=rule.allow_weak)
     return VerifiedDocument(parsed, verdict, policy.decide(verdict, sender))
 
 
@@ -240,7 +243,9 @@ class _Examiner:
 
     # -- crypto and trust ---------------------------------------------------------------
 
-    def verdict(self, trust: TrustOptions, at: dt.datetime | None, *, allow_weak: bool = False) -> Verdict:
+    def verdict(
+        self, trust: TrustOptions, at: dt.datetime | None, *, sender: str | None = None, allow_weak: bool = False
+    ) -> Verdict:
         if self.early is not None:
             return self.early
         if not self.certificates:
@@ -254,21 +259,34 @@ class _Examiner:
             weak.append(f"RSA key of {key.key_size} bits")
         if weak and not allow_weak:
             return self._about(Verdict("invalid", f"weak algorithm refused: {', '.join(weak)} (allow per sender to accept)"), signer)
-        moment = at or self.signing_time or dt.datetime.now(dt.timezone.utc)
+        moment = at or dt.datetime.now(dt.timezone.utc)
         others = [c for c in self.certificates if c is not signer]
         chain = validate_chain(signer, others, at=moment, store=trust.store, allow_weak=allow_weak)
         verdict = self._about(Verdict("valid", "signature verified and the certificate chains to a trust anchor"), signer)
         verdict.warnings.extend(f"accepted weak: {w}" for w in weak)
         verdict.warnings.extend(chain.warnings)
+        claimed = _outside_validity(signer, self.signing_time)
         if chain.verdict == "expired":
             verdict.status, verdict.reason = "expired", chain.reason
+        elif claimed:
+            verdict.status, verdict.reason = "expired", claimed
         elif chain.verdict == "weak":
             verdict.status, verdict.reason = "invalid", f"weak certificate chain: {chain.reason}"
         elif chain.verdict != "trusted":
             verdict.status, verdict.reason = "untrusted", chain.reason
         elif trust.revocation is not None and len(chain.chain) > 1:
             self._apply_revocation(verdict, trust.revocation, signer, chain.chain[1], moment)
+        self._bind_sender(verdict, signer, sender)
         return verdict
+
+    def _bind_sender(self, verdict: Verdict, signer: x509.Certificate, sender: str | None) -> None:
+        """A certificate that names an agency must name the sender; one that names none is noted."""
+        code = agency_code_of(signer)
+        if code is None:
+            verdict.warnings.append("the signer certificate names no agency code: the sender is not bound to the signature")
+        elif sender and code != sender and verdict.status == "valid":
+            verdict.status = "untrusted"
+            verdict.reason = f"the certificate belongs to agency {code}, but the document claims to come from {sender}"
 
     def _apply_revocation(self, verdict: Verdict, checker: RevocationChecker, signer, issuer, moment) -> None:
         result = checker.check(signer, issuer, at=moment)
@@ -294,6 +312,20 @@ class _Refused(Exception):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _outside_validity(cert: x509.Certificate, claimed: dt.datetime | None) -> str:
+    """Why the signing time the signer claims is impossible for its certificate, or ""."""
+    if claimed is None:
+        return ""
+    if claimed.tzinfo is None:
+        claimed = claimed.replace(tzinfo=dt.timezone.utc)
+    if not cert.not_valid_before_utc <= claimed <= cert.not_valid_after_utc:
+        return (
+            f"the claimed signing time {claimed.isoformat()} is outside the certificate's validity "
+            f"({cert.not_valid_before_utc.isoformat()} to {cert.not_valid_after_utc.isoformat()})"
+        )
+    return ""
 
 
 def _check_place(signature: etree._Element) -> None:

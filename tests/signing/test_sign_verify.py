@@ -46,7 +46,8 @@ from tests.support.dsig_tools import (
 )
 from tests.support.softhsm import shared_token
 
-MOMENT = dt.datetime(2026, 3, 2, 9, 30, 15, tzinfo=VN_TZ)
+# A signing time inside the development certificates' validity (they start a day before now).
+MOMENT = dt.datetime.now(VN_TZ).replace(microsecond=0) - dt.timedelta(minutes=5)
 
 
 @pytest.fixture(scope="module")
@@ -371,7 +372,7 @@ def test_rsa_pss_signature_verifies(message, dev_pki, trust):
 
 
 def test_ecdsa_p256_signature_verifies(message, dev_pki, trust):
-    key = ec_agency_key(dev_pki)
+    key = ec_agency_key(dev_pki, message.from_.organ_id)
     data = signed_bytes(message, key)
     result = _check(data, trust, "require")
     assert result.verdict.status == "valid", result.verdict.reason
@@ -398,3 +399,29 @@ def test_pkcs11_token_key_signs_a_valid_document(tmp_path_factory, monkeypatch, 
     # The token's CA is not the dev root: a verifier trusting only the dev PKI refuses it.
     assert _check(out, TrustOptions(TrustStore.from_certificates([])), "require").verdict.status == "untrusted"
     assert os.path.getsize(out) > 0
+
+
+def test_claimed_signing_time_outside_the_certificate_is_expired(message, key, trust, tmp_path):
+    """A signer cannot backdate around its certificate: the claimed time must be inside it."""
+    backdated = key.certificate.not_valid_before_utc - dt.timedelta(days=30)
+    out = tmp_path / "backdated.edxml"
+    sign(message, key, out, signing_time=backdated.astimezone(VN_TZ))
+    result = _check(out.read_bytes(), trust, "require")
+    assert result.verdict.status == "expired"
+    assert "outside the certificate's validity" in result.verdict.reason
+    assert not result.decision.accepted
+
+
+def test_certificate_of_another_agency_does_not_speak_for_the_sender(message, dev_pki, trust, tmp_path):
+    """Signed with Văn phòng Chính phủ's valid key, but claiming to come from UBND Đắk Nông."""
+    from connector.signing.keys import load_signing_key
+
+    other = dev_pki.agencies["000.00.00.G22"]
+    key = load_signing_key(
+        {"type": "pem", "key": str(other.key_path), "cert": str(other.cert_path), "chain": str(dev_pki.chain_path)}
+    )
+    assert message.from_.organ_id == "000.00.00.H16"
+    result = _check(signed_bytes(message, key), trust, "require")
+    assert result.verdict.status == "untrusted"
+    assert "belongs to agency 000.00.00.G22" in result.verdict.reason
+    assert not result.decision.accepted
