@@ -31,32 +31,25 @@ class UnwrapError(ValueError):
     """The ZIP looked like the VNPT packaging but could not be opened safely."""
 
 
-def is_single_entry_zip(data: SpooledData) -> bool:
-    """True when the content is a ZIP archive holding exactly one file."""
-    with data.open() as fh:
-        if fh.read(4) != b"PK\x03\x04":
-            return False
-    try:
-        with zipfile.ZipFile(_Seekable(data)) as archive:
-            entries = [i for i in archive.infolist() if not i.is_dir()]
-            return len(entries) == 1 and len(archive.infolist()) == 1
-    except (zipfile.BadZipFile, OSError, EOFError):
-        return False
-
-
 def unwrap(
     data: SpooledData, limits: ZipLimits = ZipLimits(), spool_memory: int = 1 << 20, spool_dir=None
-) -> SpooledData | SliceData:
-    """The inner file of a one-entry ZIP.
+) -> SpooledData | SliceData | None:
+    """The inner file of a one-entry ZIP, or None when the content is not such a ZIP.
 
     A stored entry is served as a byte range of the received file (its CRC checked, nothing
     copied); a compressed one is inflated into a new spooled file. Raises
     :class:`UnwrapError` when the entry claims or reaches a size or ratio beyond the limits
     (a ZIP bomb), or the archive is corrupt (CRC mismatch).
     """
+    with data.open() as fh:
+        if fh.read(4) != b"PK\x03\x04":
+            return None
     try:
         with zipfile.ZipFile(_Seekable(data)) as archive:
-            info = archive.infolist()[0]
+            entries = archive.infolist()
+            if len(entries) != 1 or entries[0].is_dir():
+                return None
+            info = entries[0]
             if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1:
                 return _stored_slice(data, info)
             _check_claimed(info, limits)

@@ -47,7 +47,7 @@ from .model import (
     TraceHeader,
     UnknownElement,
 )
-from .packaging import UnwrapError, is_single_entry_zip, unwrap
+from .packaging import UnwrapError, unwrap
 from .reader import Limits, RawDocument, Source, TreeHook, XmlObserver, element_path, read
 
 T = TypeVar("T")
@@ -163,13 +163,15 @@ def parse(
     except EdxmlError as exc:
         raise exc.located(name) if name else exc
     try:
-        extractor = _Extractor(raw, limits, spool_dir)
-        message = extractor.message()
         problems = list(raw.problems)
         if validate:
             from .validate import validate_tree
 
             problems += validate_tree(raw.root)
+        # Unknown elements are looked for only where validation saw some (or did not run).
+        look_for_unknown = not validate or any(p.code == "unknown-element" for p in problems)
+        extractor = _Extractor(raw, limits, spool_dir)
+        message = extractor.message(look_for_unknown)
         covered = {p.line for p in problems if p.severity == "error"}
         problems += [p for p in extractor.problems if p.line not in covered]
     except EdxmlError as exc:
@@ -271,7 +273,7 @@ class _Extractor:
 
     # -- messages ------------------------------------------------------------------------
 
-    def message(self) -> Message:
+    def message(self, look_for_unknown: bool = True) -> Message:
         root = self.raw.root
         if _local(root) != "edXML":
             raise EdxmlError(
@@ -293,7 +295,8 @@ class _Extractor:
                     code="structure",
                 )
             )
-        self.walk_unknown(root)
+        if look_for_unknown:
+            self.walk_unknown(root)
         if self.child(header_el, "StatusCode") is not None:
             message: Message = self.status(header_el)
         else:
@@ -470,10 +473,10 @@ class _Extractor:
 
     def unwrapped(self, data, payload_el: etree._Element):
         """The inner file of a VNPT one-entry ZIP, or None when the content is not one."""
-        if not is_single_entry_zip(data):
-            return None
         try:
             inner = unwrap(data, spool_memory=self.raw_limits.spool_memory, spool_dir=self.spool_dir)
+            if inner is None:
+                return None
         except UnwrapError as exc:
             self.problems.append(
                 Problem(str(exc), path=element_path(payload_el), line=payload_el.sourceline, code="zip")

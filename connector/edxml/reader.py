@@ -13,6 +13,7 @@ ever fetched); input size, nesting depth, element count, text and attribute size
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 import itertools
 import os
@@ -677,7 +678,13 @@ def _libxml_message(exc: etree.XMLSyntaxError) -> str:
 
 
 def _check_tree(root: etree._Element, limits: Limits) -> None:
-    """Depth, element-count, text and attribute limits, as the streaming path enforces."""
+    """Depth, element-count, text and attribute limits, as the streaming path enforces.
+
+    A compiled XPath screens the tree in C; only a tree that breaks a limit is walked in
+    Python, to name the element and line.
+    """
+    if not _limit_screen(limits)(root):
+        return
     depth = count = 0
     for event, element in etree.iterwalk(root, events=("start", "end")):
         if event == "end":
@@ -711,6 +718,19 @@ def _check_tree(root: etree._Element, limits: Limits) -> None:
                         path=_path_of(element),
                     )
                 )
+
+
+@functools.lru_cache(maxsize=8)
+def _limit_screen(limits: Limits) -> etree.XPath:
+    """An XPath that is true when any limit is broken (the caller then finds where)."""
+    too_deep = "/".join(["*"] * limits.max_depth)
+    return etree.XPath(
+        f"boolean({too_deep})"
+        f" or count(descendant-or-self::*) > {limits.max_elements}"
+        f" or boolean(descendant-or-self::*[local-name() != '{_PAYLOAD}']"
+        f"[string-length(text()) > {limits.max_text}])"
+        f" or boolean(descendant-or-self::*/@*[string-length(.) > {limits.max_attribute}])"
+    )
 
 
 def _clark(name: str) -> str:

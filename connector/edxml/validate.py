@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import re
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -283,21 +282,24 @@ def _walk(ctx: _Context, el: etree._Element, type_name: str) -> None:
     _check_attributes(ctx, el, t)
     if t.opaque:
         return
-    seen: Counter[str] = Counter()
+    seen: set[str] = set()
     for child in el:
-        if not _is_element(child):
+        tag = child.tag
+        if not isinstance(tag, str):
             continue
-        known = t.children.get(_local(child)) if _is_edxml(child) else None
+        local = tag[tag.find("}") + 1 :]
+        known = t.children.get(local) if _is_edxml(child) else None
         if known is None:
-            if not (t.name == "HeaderType" and child.tag == _DSIG_SIGNATURE):
+            if not (t.name == "HeaderType" and tag == _DSIG_SIGNATURE):
                 _unknown_element(ctx, child, el, t)
             continue
-        _note_unqualified(ctx, child, el)
-        seen[_local(child)] += 1
-        if seen[_local(child)] > 1 and known.counted_here and not known.repeats:
-            ctx.add(child, "duplicate", f"{_local(child)} appears more than once in {_local(el)}; "
+        if tag[0] != "{":
+            _note_unqualified(ctx, child, el)
+        if local in seen and known.counted_here and not known.repeats:
+            ctx.add(child, "duplicate", f"{local} appears more than once in {_local(el)}; "
                     "QCVN 102:2016 allows one, so the document is ambiguous")
-        check = _LEAF_CHECKS.get((t.name, _local(child)))
+        seen.add(local)
+        check = _LEAF_CHECKS.get((t.name, local))
         if check is not None:
             check(ctx, child, _text(child))
         _walk(ctx, child, known.type)

@@ -20,6 +20,7 @@ import base64
 import binascii
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography import x509
@@ -260,8 +261,8 @@ class _Examiner:
         if weak and not allow_weak:
             return self._about(Verdict("invalid", f"weak algorithm refused: {', '.join(weak)} (allow per sender to accept)"), signer)
         moment = at or dt.datetime.now(dt.timezone.utc)
-        others = [c for c in self.certificates if c is not signer]
-        chain = validate_chain(signer, others, at=moment, store=trust.store, allow_weak=allow_weak)
+        others = tuple(c for c in self.certificates if c is not signer)
+        chain = _chain_verdict(signer, others, moment.replace(second=0, microsecond=0), trust.store, allow_weak)
         verdict = self._about(Verdict("valid", "signature verified and the certificate chains to a trust anchor"), signer)
         verdict.warnings.extend(f"accepted weak: {w}" for w in weak)
         verdict.warnings.extend(chain.warnings)
@@ -312,6 +313,13 @@ class _Refused(Exception):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@lru_cache(maxsize=512)
+def _chain_verdict(signer, others: tuple, minute: dt.datetime, store: TrustStore, allow_weak: bool):
+    """Path validation, cached per signer, chain, store and minute: agencies send many
+    documents with one certificate, and building the path is the costliest step of a verify."""
+    return validate_chain(signer, list(others), at=minute, store=store, allow_weak=allow_weak)
 
 
 def _outside_validity(cert: x509.Certificate, claimed: dt.datetime | None) -> str:
