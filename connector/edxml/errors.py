@@ -35,7 +35,7 @@ class Problem:
             where.append(f"line {self.line}")
         if self.path:
             where.append(self.path)
-        prefix = ": ".join([", ".join(where)]) if where else ""
+        prefix = ", ".join(where)
         return f"{prefix}: {self.severity}: {self.message}" if prefix else f"{self.severity}: {self.message}"
 
     def to_dict(self) -> dict:
