@@ -188,6 +188,9 @@ def _is_element(node: etree._Element) -> bool:
     return isinstance(node.tag, str)
 
 
+_NS_OPEN = "{" + NS + "}"
+
+
 def _namespace(el: etree._Element) -> str | None:
     tag = el.tag
     return tag[1 : tag.find("}")] if tag[0] == "{" else None
@@ -288,7 +291,7 @@ def _walk(ctx: _Context, el: etree._Element, type_name: str) -> None:
         if not isinstance(tag, str):
             continue
         local = tag[tag.find("}") + 1 :]
-        known = t.children.get(local) if _is_edxml(child) else None
+        known = t.children.get(local) if (tag[0] != "{" or tag.startswith(_NS_OPEN)) else None
         if known is None:
             if not (t.name == "HeaderType" and tag == _DSIG_SIGNATURE):
                 _unknown_element(ctx, child, el, t)

@@ -298,9 +298,7 @@ class _Examiner:
             verdict.status, verdict.reason = "untrusted", f"revocation status unavailable: {result.detail}"
 
     def _about(self, verdict: Verdict, cert: x509.Certificate) -> Verdict:
-        verdict.signer_subject = cert.subject.rfc4514_string()
-        verdict.signer_issuer = cert.issuer.rfc4514_string()
-        verdict.signer_serial = format(cert.serial_number, "x")
+        verdict.signer_subject, verdict.signer_issuer, verdict.signer_serial = _identity(cert)
         verdict.signing_time = self.signing_time
         verdict.algorithm = self.method
         return verdict
@@ -313,6 +311,12 @@ class _Refused(Exception):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@lru_cache(maxsize=512)
+def _identity(cert: x509.Certificate) -> tuple[str, str, str]:
+    """Subject, issuer and serial as a verdict shows them (cached: names are slow to format)."""
+    return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), format(cert.serial_number, "x")
 
 
 @lru_cache(maxsize=512)
