@@ -109,18 +109,26 @@ class _Writer:
             self.parts = []
 
     def leaf(self, indent: int, tag: str, value: object, field: str) -> None:
-        self.parts.append(f"\n{'  ' * indent}<edXML:{tag}>{_text(value, field)}</edXML:{tag}>")
+        self.parts.append(f"{_INDENT[indent]}<edXML:{tag}>{_text(value, field)}</edXML:{tag}>")
 
     def open(self, indent: int, tag: str, attrs: str = "") -> None:
-        self.parts.append(f"\n{'  ' * indent}<{tag}{attrs}>")
+        self.parts.append(f"{_INDENT[indent]}<{tag}{attrs}>")
 
     def close(self, indent: int, tag: str) -> None:
-        self.parts.append(f"\n{'  ' * indent}</{tag}>")
+        self.parts.append(f"{_INDENT[indent]}</{tag}>")
+
+
+_INDENT = ["\n" + "  " * depth for depth in range(12)]
+
+
+_SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def _text(value: object, field: str) -> str:
     if value is None:
         return ""
+    if type(value) is str and _SPECIAL.search(value) is None:
+        return value  # the common case: nothing to escape, nothing to refuse
     if isinstance(value, bool):
         s = "true" if value else "false"
     elif isinstance(value, datetime):
@@ -341,10 +349,10 @@ def _attachment(w: _Writer, a: Attachment) -> None:
     if a.data is None:
         raise BuildError(f"{label}: no content to attach (data is missing)")
     encoder = Base64Stream(w.out)
-    with a.data.open() as src:
-        if a.packaging == "zip":
-            write_zipped(a.name, src, encoder)
-        else:
+    if a.packaging == "zip":
+        write_zipped(a.name, a.data, encoder)
+    else:
+        with a.data.open() as src:
             while chunk := src.read(CHUNK * 3):
                 encoder.write(chunk)
     encoder.close()

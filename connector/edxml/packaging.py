@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .model import CHUNK, SliceData, SpooledData
+from .model import CHUNK, AttachmentData, SliceData, SpooledData
 
 
 @dataclass(frozen=True)
@@ -104,17 +104,65 @@ def _budget(compressed: int, limits: ZipLimits) -> int:
     return min(limits.max_size, max(limits.ratio_floor, compressed * limits.max_ratio))
 
 
-def write_zipped(name: str, src: BinaryIO, out: BinaryIO) -> None:
-    """Write a one-entry, stored (uncompressed) ZIP of ``src`` to the stream ``out``.
+def write_zipped(name: str, data: AttachmentData, out: BinaryIO) -> None:
+    """Write a one-entry, stored (uncompressed) ZIP of ``data`` to the stream ``out``.
 
     Stored, because the payloads are mostly PDFs that do not compress, and storing costs
-    nothing but a header; ``out`` need not be seekable (sizes go in a data descriptor).
+    nothing but a header. The CRC and sizes go in the local header (read from the content in
+    a first pass, cached on the content object), never in a trailing data descriptor: Java's
+    ``ZipInputStream``, which receivers built on the VNPT library use, refuses a stored entry
+    with a data descriptor. ``out`` need not be seekable. Sizes of 4 GiB and more use ZIP64.
     """
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-        info.compress_type = zipfile.ZIP_STORED
-        with archive.open(info, "w", force_zip64=True) as dst:
-            shutil.copyfileobj(src, dst, CHUNK)
+    crc, size = _crc_and_size(data)
+    raw_name = name.encode("utf-8")
+    zip64 = size >= 0xFFFFFFFF
+    version = 45 if zip64 else 20
+    flags = 0x0800  # the name is UTF-8
+    stamp = (0, 0x21)  # 1980-01-01 00:00:00, so the same content always zips to the same bytes
+    local_extra = struct.pack("<HHQQ", 1, 16, size, size) if zip64 else b""
+    small = 0xFFFFFFFF if zip64 else size
+    out.write(
+        struct.pack("<IHHHHHIIIHH", 0x04034B50, version, flags, 0, *stamp, crc, small, small, len(raw_name), len(local_extra))
+        + raw_name
+        + local_extra
+    )
+    with data.open() as src:
+        shutil.copyfileobj(src, out, CHUNK)
+    offset = 30 + len(raw_name) + len(local_extra) + size
+    central_extra = struct.pack("<HHQQQ", 1, 24, size, size, 0) if zip64 else b""
+    central = (
+        struct.pack(
+            "<IHHHHHHIIIHHHHHII",
+            0x02014B50, version, version, flags, 0, *stamp, crc, small, small,
+            len(raw_name), len(central_extra), 0, 0, 0, 0, 0,
+        )
+        + raw_name
+        + central_extra
+    )
+    out.write(central)
+    if zip64:
+        out.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, 1, 1, len(central), offset))
+        out.write(struct.pack("<IIQI", 0x07064B50, 0, offset + len(central), 1))
+        out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0))
+    else:
+        out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), offset, 0))
+
+
+def _crc_and_size(data: AttachmentData) -> tuple[int, int]:
+    """CRC-32 and size of the content, computed once per content object."""
+    cached = getattr(data, "_zip_crc", None)
+    if cached is not None:
+        return cached
+    crc = size = 0
+    with data.open() as src:
+        while chunk := src.read(CHUNK * 4):
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+    try:
+        data._zip_crc = (crc, size)  # type: ignore[union-attr]
+    except AttributeError:
+        pass
+    return crc, size
 
 
 class _Seekable:

@@ -1,0 +1,187 @@
+"""Serve the sandbox: a threaded ``wsgiref`` server on 127.0.0.1, startable and stoppable.
+
+``wsgiref`` (stdlib) with :class:`socketserver.ThreadingMixIn`, one thread per connection,
+HTTP/1.0 (one request per connection). Two things it lacks are added here:
+
+- request bodies sent with ``Transfer-Encoding: chunked`` (what ``requests`` does for a
+  streamed body of unknown length) are de-chunked before the app reads them;
+- the app can drop a connection without answering (fault injection) by raising
+  :class:`DropConnection`: the socket is reset, nothing is written.
+
+:class:`SandboxServer` is a context manager: tests start one on a free port, the CLI runs
+one in the foreground until interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import sys
+import threading
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
+
+from .app import SandboxApp, build_app
+from .faults import DropConnection, FaultSettings
+
+log = logging.getLogger("connector.sandbox")
+
+
+class _ChunkedReader:
+    """A file-like view that de-chunks an HTTP/1.1 chunked body (trailers are skipped)."""
+
+    def __init__(self, raw, max_line: int = 4096):
+        self.raw = raw
+        self.left = 0
+        self.done = False
+        self.max_line = max_line
+
+    def _next_chunk(self) -> None:
+        line = self.raw.readline(self.max_line)
+        if not line:
+            raise ConnectionError("chunked body ends early")
+        size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while True:  # trailers up to the empty line
+                trailer = self.raw.readline(self.max_line)
+                if not trailer or trailer in (b"\r\n", b"\n"):
+                    break
+            self.done = True
+        self.left = size
+
+    def read(self, size: int = -1) -> bytes:
+        out = bytearray()
+        while not self.done and (size < 0 or len(out) < size):
+            if self.left == 0:
+                self._next_chunk()
+                if self.done:
+                    break
+            want = self.left if size < 0 else min(self.left, size - len(out))
+            data = self.raw.read(want)
+            if not data:
+                raise ConnectionError("chunked body ends early")
+            out += data
+            self.left -= len(data)
+            if self.left == 0:
+                self.raw.readline(self.max_line)  # CRLF after the chunk
+        return bytes(out)
+
+    def readline(self, size: int = -1) -> bytes:
+        out = bytearray()
+        while size < 0 or len(out) < size:
+            c = self.read(1)
+            if not c:
+                break
+            out += c
+            if c == b"\n":
+                break
+        return bytes(out)
+
+
+class _Handler(ServerHandler):
+    dropped = False
+
+    def handle_error(self):
+        if isinstance(sys.exc_info()[1], DropConnection):
+            self.dropped = True
+            return
+        super().handle_error()
+
+
+class _RequestHandler(WSGIRequestHandler):
+    def handle(self):
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        environ = self.get_environ()
+        rfile = self.rfile
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            rfile = _ChunkedReader(self.rfile)
+            environ.pop("CONTENT_LENGTH", None)
+            environ["sandbox.chunked"] = True
+        handler = _Handler(rfile, self.wfile, self.get_stderr(), environ, multithread=True)
+        handler.request_handler = self
+        handler.run(self.server.get_app())
+        if handler.dropped:
+            try:
+                # RST instead of FIN: the client sees the connection reset, no answer.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            self.close_connection = True
+
+    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 64
+
+
+class SandboxServer:
+    """The sandbox on ``127.0.0.1:port`` (0: a free port), served from a background thread."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        port: int = 0,
+        agencies_file: str | Path | None = None,
+        faults: FaultSettings | None = None,
+        admin_token: str | None = None,
+        seed: int | None = None,
+    ):
+        self.app: SandboxApp = build_app(
+            data_dir, agencies_file=agencies_file, faults=faults, admin_token=admin_token, seed=seed
+        )
+        self.httpd = _ThreadingWSGIServer(("127.0.0.1", port), _RequestHandler)
+        self.httpd.set_app(self.app)
+        self.port = self.httpd.server_address[1]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_token(self) -> str:
+        return self.app.admin_token
+
+    @property
+    def store(self):
+        return self.app.store
+
+    @property
+    def faults(self):
+        return self.app.faults
+
+    def start(self) -> "SandboxServer":
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.httpd.server_close()
+        self.app.close()
+
+    def __enter__(self) -> "SandboxServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,98 @@
+"""The VNPT ZIP packaging: what Java receivers (ZipInputStream) can read, and safe unwrapping."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import struct
+import subprocess
+import zipfile
+import zlib
+
+import pytest
+
+from connector.edxml.model import BytesData, SpooledData
+from connector.edxml.packaging import UnwrapError, ZipLimits, unwrap, write_zipped
+
+CONTENT = b"%PDF-1.4 signed content " * 500
+
+
+def _zipped(name: str = "cong-văn.pdf", content: bytes = CONTENT) -> bytes:
+    out = io.BytesIO()
+    write_zipped(name, BytesData(content), out)
+    return out.getvalue()
+
+
+def _spooled(data: bytes) -> SpooledData:
+    spooled = SpooledData()
+    spooled.write(data)
+    spooled.finish()
+    return spooled
+
+
+def test_local_header_carries_crc_and_sizes_without_a_data_descriptor():
+    data = _zipped()
+    signature, _version, flags, method = struct.unpack("<IHHH", data[:10])
+    crc, compressed, size = struct.unpack("<III", data[14:26])
+    assert signature == 0x04034B50 and method == 0  # stored
+    assert not flags & 0x08, "a data descriptor makes Java's ZipInputStream refuse a stored entry"
+    assert flags & 0x800  # UTF-8 name
+    assert (crc, compressed, size) == (zlib.crc32(CONTENT), len(CONTENT), len(CONTENT))
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert archive.namelist() == ["cong-văn.pdf"] and archive.read("cong-văn.pdf") == CONTENT
+    assert archive.testzip() is None
+
+
+def test_same_content_zips_to_the_same_bytes():
+    assert _zipped() == _zipped()
+
+
+@pytest.mark.ci_may_skip
+def test_java_zip_input_stream_reads_our_zip(tmp_path):
+    if not (shutil.which("javac") and shutil.which("java")):
+        pytest.skip("no JDK on this machine")
+    source = tmp_path / "ReadZip.java"
+    source.write_text(
+        "import java.util.zip.*; import java.io.*;\n"
+        "public class ReadZip { public static void main(String[] a) throws Exception {\n"
+        "  try (ZipInputStream z = new ZipInputStream(new FileInputStream(a[0]))) {\n"
+        "    ZipEntry e = z.getNextEntry(); byte[] b = z.readAllBytes();\n"
+        "    System.out.println(e.getName() + \" \" + b.length); } } }\n"
+    )
+    subprocess.run(["javac", str(source)], check=True, cwd=tmp_path, timeout=120)
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(_zipped())
+    result = subprocess.run(["java", "-cp", str(tmp_path), "ReadZip", str(archive)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"cong-văn.pdf {len(CONTENT)}"
+
+
+def test_stored_entry_is_served_as_a_slice_with_its_hash():
+    inner = unwrap(_spooled(_zipped()))
+    with inner.open() as fh:
+        assert fh.read() == CONTENT
+    assert inner.size == len(CONTENT)
+
+
+def test_corrupt_stored_entry_is_refused():
+    data = bytearray(_zipped())
+    data[100] ^= 0xFF
+    with pytest.raises(UnwrapError, match="CRC"):
+        unwrap(_spooled(bytes(data)))
+
+
+def test_zip_bomb_is_refused():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb.pdf", b"\0" * (8 << 20))
+    with pytest.raises(UnwrapError, match="limit"):
+        unwrap(_spooled(out.getvalue()), ZipLimits(max_ratio=10, ratio_floor=1 << 16))
+
+
+def test_not_a_single_entry_zip_is_left_alone():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("a.pdf", b"a")
+        archive.writestr("b.pdf", b"b")
+    assert unwrap(_spooled(out.getvalue())) is None
+    assert unwrap(_spooled(b"%PDF-1.4 plain")) is None
