@@ -207,18 +207,33 @@ class _Extractor:
         self.spool_dir = spool_dir
         self.problems: list[Problem] = []
         self.unknown: list[UnknownElement] = []
+        self._indexes: dict[int, tuple[etree._Element, dict[str, list[etree._Element]]]] = {}
 
     # -- navigation ----------------------------------------------------------------------
+
+    def _index(self, parent: etree._Element) -> dict[str, list[etree._Element]]:
+        """The edXML children of ``parent`` by local name, built once per parent."""
+        entry = self._indexes.get(id(parent))
+        if entry is not None and entry[0] is parent:
+            return entry[1]
+        index: dict[str, list[etree._Element]] = {}
+        for child in parent:
+            tag = child.tag
+            if isinstance(tag, str) and (tag[0] != "{" or tag.startswith(_NS_OPEN)):
+                index.setdefault(tag[tag.find("}") + 1 :], []).append(child)
+        self._indexes[id(parent)] = (parent, index)  # the proxy is kept, so its id stays unique
+        return index
 
     def children(self, parent: etree._Element | None, name: str) -> list[etree._Element]:
         if parent is None:
             return []
-        return list(parent.iterchildren(_NS_OPEN + name, name))
+        return list(self._index(parent).get(name, ()))
 
     def child(self, parent: etree._Element | None, name: str) -> etree._Element | None:
         if parent is None:
             return None
-        return next(parent.iterchildren(_NS_OPEN + name, name), None)
+        found = self._index(parent).get(name)
+        return found[0] if found else None
 
     def text(self, parent: etree._Element | None, name: str) -> str | None:
         element = self.child(parent, name)
