@@ -333,9 +333,6 @@ def _emit(out: SpooledData, data: bytearray, max_size: int) -> None:
 # --------------------------------------------------------------------------- base64 parts
 
 
-_B64_WHITESPACE = bytes.maketrans(b"", b"")
-
-
 def decode_base64(data: AttachmentData, *, spool_memory: int = 1 << 20, spool_dir: str | Path | None = None) -> SpooledData:
     """Decode a part whose body is base64 TEXT (GetDocument) into a new spooled file, streaming.
 

@@ -55,7 +55,7 @@ from connector.edxml.model import (
 from connector.edxml.parse import guess_type
 from connector.edxml.reader import Limits, read
 
-from .errors import AxisError, ProtocolError, RetryableAxisError, ValidationError, hub_error_class
+from .errors import AxisError, ProtocolError, RetryableAxisError, UnknownRecipientError, ValidationError, hub_error_class
 from .multipart import OutPart, decode_base64
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -764,7 +764,7 @@ def edoc_to_send_document(edoc: Edoc, organ_id: str, token: str) -> tuple[bytes,
     """SendDocument: the envelope (Header: MessageHeader, TraceHeaderList, Signature, ErrorList;
     Body: Manifest with plain ``href="cid:…"``) and one raw-bytes part per attachment."""
     if not edoc.to:
-        raise ValidationError("the document has no recipient", code="N.MessageHeader.To")
+        raise UnknownRecipientError("the document has no recipient", code="N.MessageHeader.To")
     parts = _parts(edoc, "binary")
     headers = [
         _message_header(edoc, False),

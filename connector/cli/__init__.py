@@ -13,6 +13,7 @@ import click
 
 from .edxml_commands import build_cmd, extract_cmd, inspect_cmd, validate_cmd
 from .demo import demo_cmd
+from .sandbox_command import sandbox_cmd
 from .signing_commands import certs_group, sign_cmd, verify_cmd
 
 
@@ -30,6 +31,7 @@ cli.add_command(demo_cmd)
 cli.add_command(sign_cmd)
 cli.add_command(verify_cmd)
 cli.add_command(certs_group)
+cli.add_command(sandbox_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

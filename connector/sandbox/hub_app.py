@@ -17,7 +17,6 @@ file's attachments back as base64-text parts (``multipart.generate``).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import TYPE_CHECKING, Iterator
 
 from connector.axis import multipart
@@ -293,4 +292,4 @@ def _closing(body: Iterator[bytes], parsed) -> Iterator[bytes]:
         parsed.close()
 
 
-__all__ = ["HubApp", "check_edoc", "datetime"]
+__all__ = ["HubApp", "check_edoc"]

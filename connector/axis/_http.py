@@ -1,0 +1,114 @@
+"""HTTP plumbing shared by both bindings: a requests session, error mapping, retries.
+
+One retry policy object (:class:`RetryPolicy`): exponential backoff with full jitter, applied
+only to operations the caller marks safe (idempotent reads); a send is never repeated here.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import requests
+
+from .errors import AxisError, RetryableAxisError, http_error_class
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``retries`` extra attempts; the n-th waits a random time in [0, min(cap, base * 2**n)]."""
+
+    retries: int = 3
+    base: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * (2**attempt)))
+
+    def run(self, call: Callable[[], T], *, safe: bool, sleep: Callable[[float], None] = time.sleep) -> T:
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except RetryableAxisError:
+                if not safe or attempt >= self.retries:
+                    raise
+                sleep(self.delay(attempt))
+                attempt += 1
+
+
+def new_session(verify: bool | str, cert: tuple[str, str] | str | None) -> requests.Session:
+    session = requests.Session()
+    session.verify = verify
+    session.cert = cert
+    session.trust_env = False  # no proxies or netrc from the environment: the axis URL is explicit
+    return session
+
+
+def request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    operation: str,
+    timeout: float | tuple[float, float],
+    **kwargs,
+) -> requests.Response:
+    """Send; map transport failures to :class:`RetryableAxisError` (never a raw traceback)."""
+    try:
+        return session.request(method, url, timeout=timeout, stream=True, allow_redirects=False, **kwargs)
+    except requests.Timeout as exc:
+        raise RetryableAxisError(f"timed out: {_short(exc)}", operation=operation) from None
+    except requests.exceptions.SSLError as exc:
+        raise AxisError(f"TLS failure: {_short(exc)}", operation=operation) from None
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        raise RetryableAxisError(f"connection failed: {_short(exc)}", operation=operation) from None
+    except requests.RequestException as exc:
+        raise AxisError(f"HTTP request failed: {_short(exc)}", operation=operation) from None
+
+
+def raise_for_http(response: requests.Response, operation: str, detail: str = "") -> None:
+    """An HTTP error status without a readable contract answer becomes the matching AxisError."""
+    if response.status_code < 400:
+        return
+    cls = http_error_class(response.status_code)
+    response.close()
+    raise cls(f"HTTP {response.status_code} {response.reason or ''}{detail}".strip(), code=str(response.status_code), operation=operation)
+
+
+def read_limited(response: requests.Response, limit: int, operation: str) -> bytes:
+    """The whole (small) body, refusing more than ``limit`` bytes."""
+    chunks, total = [], 0
+    try:
+        for chunk in response.iter_content(1 << 16):
+            total += len(chunk)
+            if total > limit:
+                raise AxisError(f"answer larger than {limit} bytes", operation=operation)
+            chunks.append(chunk)
+    except requests.RequestException as exc:
+        raise RetryableAxisError(f"connection broke while reading the answer: {_short(exc)}", operation=operation) from None
+    finally:
+        response.close()
+    return b"".join(chunks)
+
+
+class SizedIterable:
+    """An iterable body with a known length, so requests sends Content-Length, not chunked."""
+
+    def __init__(self, chunks: Iterable[bytes], length: int):
+        self._chunks, self._length = chunks, length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:300] + "…"
