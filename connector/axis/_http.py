@@ -7,13 +7,14 @@ only to operations the caller marks safe (idempotent reads); a send is never rep
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import requests
 
-from .errors import AxisError, RetryableAxisError, http_error_class
+from .errors import AxisError, RetryableAxisError, TLSError, http_error_class
 
 T = TypeVar("T")
 
@@ -64,8 +65,10 @@ def request(
     except requests.Timeout as exc:
         raise RetryableAxisError(f"timed out: {_short(exc)}", operation=operation) from None
     except requests.exceptions.SSLError as exc:
-        raise AxisError(f"TLS failure: {_short(exc)}", operation=operation) from None
+        raise TLSError(f"TLS failure: {_short(exc)}", operation=operation) from None
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        if _tls_cause(exc):  # e.g. TLS 1.3: the server's alert refusing our certificate comes on the first read
+            raise TLSError(f"TLS failure: {_short(exc)}", operation=operation) from None
         raise RetryableAxisError(f"connection failed: {_short(exc)}", operation=operation) from None
     except requests.RequestException as exc:
         raise AxisError(f"HTTP request failed: {_short(exc)}", operation=operation) from None
@@ -107,6 +110,21 @@ class SizedIterable:
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._chunks)
+
+
+def _tls_cause(exc: BaseException) -> bool:
+    """Whether an ssl.SSLError (not a mere EOF or reset) sits in ``exc``'s chain or arguments."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ssl.SSLError) and not isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            return True
+        todo.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args) if isinstance(x, BaseException))
+    return False
 
 
 def _short(exc: BaseException) -> str:

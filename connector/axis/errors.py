@@ -54,6 +54,12 @@ class DuplicateError(PermanentAxisError):
     """The peer already holds this document or status."""
 
 
+class TLSError(PermanentAxisError):
+    """The TLS handshake failed: the peer's certificate is not trusted (wrong or missing CA
+    bundle, wrong host name, expired), or the peer refused ours (mutual TLS without a client
+    certificate, or one it does not trust). A configuration problem, so never retried."""
+
+
 class ProtocolError(PermanentAxisError):
     """The peer's answer could not be understood (not the contract's shape)."""
 

@@ -21,6 +21,9 @@ import click
 @click.option("--outage-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Length of the outage window.")
 @click.option("--admin-token", default=None, help="Token for /admin/faults (default: generated and printed).")
 @click.option("--seed", type=int, default=None, help="Seed of the fault generator (reproducible runs).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Serve HTTPS with this PEM certificate (chain allowed).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="The TLS certificate's PEM private key.")
+@click.option("--client-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Require a client certificate issued under this PEM CA bundle (mutual TLS).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 def sandbox_cmd(
     port: int,
@@ -33,6 +36,9 @@ def sandbox_cmd(
     outage_seconds: float,
     admin_token: str | None,
     seed: int | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    client_ca: Path | None,
     verbose: bool,
 ) -> None:
     """Serve the provincial hub (SOAP, /soap) and the national axis (VXP, /vxp/) on 127.0.0.1."""
@@ -49,9 +55,10 @@ def sandbox_cmd(
     )
     try:
         server = SandboxServer(
-            data_dir, port=port, agencies_file=agencies_file, faults=faults, admin_token=admin_token, seed=seed
+            data_dir, port=port, agencies_file=agencies_file, faults=faults, admin_token=admin_token, seed=seed,
+            tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca,
         )
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # ssl.SSLError is an OSError
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     agencies = server.store.agencies()
@@ -59,6 +66,8 @@ def sandbox_cmd(
     click.echo(f"  SOAP hub:  {server.url}/soap   (WSDL: {server.url}/soap?wsdl)")
     click.echo(f"  VXP axis:  {server.url}/vxp/")
     click.echo(f"  admin:     {server.url}/admin/faults   token: {server.admin_token}")
+    if tls_cert:
+        click.echo(f"  TLS:       {tls_cert}" + (f", client certificate required ({client_ca})" if client_ca else ""))
     click.echo(f"  data:      {data_dir.resolve()}")
     click.echo(f"  agencies:  {', '.join(a.organ_id for a in agencies)}")
     if not agencies_file:

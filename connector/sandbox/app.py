@@ -31,7 +31,7 @@ from connector.edxml.build import build
 from connector.edxml.model import Organization, ResponseFor, StaffInfo, Status, now_vn
 
 from .faults import Decision, DropConnection, Faults, FaultSettings
-from .store import Agency, DocumentRow, Spool, Store, setup_agencies
+from .store import Agency, DocumentRow, DuplicateDocument, Spool, Store, setup_agencies
 
 log = logging.getLogger("connector.sandbox")
 
@@ -177,16 +177,19 @@ class Core:
         if sender_doc_id and self.store.find_edoc(sender, sender_doc_id) is not None:
             raise Refused("duplicate", f"document {sender_doc_id!r} from {sender} is already stored")
         self.store.keep(spool)
-        return self.store.add_document(
-            kind="edoc",
-            sender=sender,
-            recipients=recipients,
-            sha256=spool.sha256,
-            size=spool.size,
-            binding=binding,
-            sender_doc_id=sender_doc_id,
-            meta=meta,
-        )
+        try:
+            return self.store.add_document(
+                kind="edoc",
+                sender=sender,
+                recipients=recipients,
+                sha256=spool.sha256,
+                size=spool.size,
+                binding=binding,
+                sender_doc_id=sender_doc_id,
+                meta=meta,
+            )
+        except DuplicateDocument as exc:  # lost a race with the same document: the unique index decides
+            raise Refused("duplicate", str(exc)) from None
 
     def accept_status(self, spool: Spool, status: Status, *, sender: str, binding: str, dedupe: bool) -> int:
         """Keep a status message; it becomes pending (unread) for the original sender."""
@@ -359,7 +362,8 @@ class SandboxApp:
             return bytes_response("404 Not Found", b"no WSDL in schemas/\n", "text/plain")
         text = path.read_text(encoding="utf-8")
         host = request.headers.get("host") or f"127.0.0.1:{request.environ.get('SERVER_PORT', '')}"
-        text = re.sub(r'(<(?:\w+:)?address\s[^>]*location=")[^"]*(")', rf"\g<1>http://{host}/soap\g<2>", text)
+        scheme = request.environ.get("wsgi.url_scheme") or "http"
+        text = re.sub(r'(<(?:\w+:)?address\s[^>]*location=")[^"]*(")', rf"\g<1>{scheme}://{host}/soap\g<2>", text)
         return bytes_response("200 OK", text.encode("utf-8"), "text/xml; charset=UTF-8")
 
     def admin(self, request: Request) -> Response:

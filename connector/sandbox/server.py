@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -91,6 +92,25 @@ class _Handler(ServerHandler):
 
 
 class _RequestHandler(WSGIRequestHandler):
+    def setup(self):
+        if isinstance(self.request, ssl.SSLSocket):
+            # The handshake runs here, in the connection's thread, not in the accept loop.
+            self.request.settimeout(self.server.tls_handshake_timeout)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        super().setup()
+
+    def get_environ(self):
+        environ = super().get_environ()
+        if isinstance(self.request, ssl.SSLSocket):
+            environ["HTTPS"] = "on"
+            environ["wsgi.url_scheme"] = "https"
+            peer = self.request.getpeercert()
+            if peer:
+                environ["SSL_CLIENT_VERIFY"] = "SUCCESS"
+                environ["sandbox.client_cert"] = peer
+        return environ
+
     def handle(self):
         self.raw_requestline = self.rfile.readline(65537)
         if len(self.raw_requestline) > 65536:
@@ -125,10 +145,45 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     block_on_close = False
     allow_reuse_address = True
     request_queue_size = 64
+    ssl_context: ssl.SSLContext | None = None
+    tls_handshake_timeout = 10.0
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.ssl_context is not None:
+            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError)):
+            # A refused handshake (no client certificate, an untrusted CA) is the client's
+            # problem: one log line, not a traceback.
+            log.info("connection from %s refused: %s", client_address[0], exc)
+            return
+        super().handle_error(request, client_address)
+
+
+def tls_context(cert: str | Path, key: str | Path, client_ca: str | Path | None = None) -> ssl.SSLContext:
+    """A server context (TLS 1.2+) with ``cert``/``key``; with ``client_ca`` a client certificate
+    issued under that CA bundle is REQUIRED (mutual TLS), without it none is asked for."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    if client_ca is not None:
+        context.load_verify_locations(cafile=str(client_ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 class SandboxServer:
-    """The sandbox on ``127.0.0.1:port`` (0: a free port), served from a background thread."""
+    """The sandbox on ``127.0.0.1:port`` (0: a free port), served from a background thread.
+
+    TLS: with ``tls_cert`` and ``tls_key`` (PEM; the certificate file may carry its chain) the
+    server speaks only HTTPS; ``client_ca`` (a PEM CA bundle) additionally requires every client
+    to present a certificate issued under it (connections without one are refused during the
+    handshake).
+    """
 
     def __init__(
         self,
@@ -139,18 +194,28 @@ class SandboxServer:
         faults: FaultSettings | None = None,
         admin_token: str | None = None,
         seed: int | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        client_ca: str | Path | None = None,
     ):
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("TLS needs both a certificate and its key")
+        if client_ca is not None and tls_cert is None:
+            raise ValueError("a client CA (mutual TLS) needs a server certificate and key")
+        context = tls_context(tls_cert, tls_key, client_ca) if tls_cert is not None else None
         self.app: SandboxApp = build_app(
             data_dir, agencies_file=agencies_file, faults=faults, admin_token=admin_token, seed=seed
         )
         self.httpd = _ThreadingWSGIServer(("127.0.0.1", port), _RequestHandler)
+        self.httpd.ssl_context = context
         self.httpd.set_app(self.app)
         self.port = self.httpd.server_address[1]
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.httpd.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def admin_token(self) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 CHUNK = 1 << 16
+log = logging.getLogger("connector.sandbox")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS agencies (
@@ -71,6 +73,18 @@ CREATE TABLE IF NOT EXISTS recipients (
 );
 CREATE INDEX IF NOT EXISTS recipients_pending ON recipients (organ_id, pending);
 """
+# The hub's natural key of a new document: its sender and the sender's DocumentId. Unique, so
+# two requests carrying the same document at once cannot both be stored (the check before the
+# insert is only the fast path). Separate from _SCHEMA: a data directory written before this
+# index existed may hold duplicates, and must still open.
+_UNIQUE_EDOC = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS documents_edoc_natural_key ON documents (sender, sender_doc_id) "
+    "WHERE kind = 'edoc' AND sender_doc_id IS NOT NULL"
+)
+
+
+class DuplicateDocument(Exception):
+    """An edoc with this sender and DocumentId is already stored."""
 
 
 @dataclass
@@ -205,6 +219,10 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute(_UNIQUE_EDOC)
+        except sqlite3.IntegrityError:
+            log.warning("%s holds duplicate documents; the sender+DocumentId uniqueness is not enforced", self.dir)
 
     def close(self) -> None:
         with self._lock:
@@ -297,8 +315,25 @@ class Store:
         status_key: str | None = None,
         meta: dict | None = None,
     ) -> int:
-        """Record a kept file as a document pending for each recipient; its axis id."""
+        """Record a kept file as a document pending for each recipient; its axis id.
+
+        Raises :class:`DuplicateDocument` when an edoc with the same sender and
+        ``sender_doc_id`` is already recorded (nothing is written then)."""
         now = time.time()
+        try:
+            return self._add_document(
+                now, kind, sender, recipients, sha256, size, binding, sender_doc_id, status_code, response_for,
+                status_key, meta,
+            )
+        except sqlite3.IntegrityError as exc:
+            if kind == "edoc" and "documents" in str(exc) and "sender" in str(exc):
+                raise DuplicateDocument(f"document {sender_doc_id!r} from {sender} is already stored") from None
+            raise
+
+    def _add_document(
+        self, now, kind, sender, recipients, sha256, size, binding, sender_doc_id, status_code, response_for,
+        status_key, meta,
+    ) -> int:
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO documents (kind, sender, recipients, sender_doc_id, sha256, size, binding, created_at, "
