@@ -409,11 +409,20 @@ def _without(element: etree._Element, compute):
 def _certificates(signature: etree._Element) -> list[x509.Certificate]:
     certificates = []
     for element in signature.iterfind(f"{_SIG}KeyInfo/{_SIG}X509Data/{_SIG}X509Certificate"):
-        try:
-            certificates.append(x509.load_der_x509_certificate(base64.b64decode(_text(element))))
-        except (ValueError, binascii.Error):
-            continue
+        certificate = _certificate(_text(element))
+        if certificate is not None:
+            certificates.append(certificate)
     return certificates
+
+
+@lru_cache(maxsize=256)
+def _certificate(encoded: str) -> x509.Certificate | None:
+    """A certificate from its base64 text (cached: a sender's certificate repeats in every
+    document it signs), or None when it is not one (a truncated placeholder)."""
+    try:
+        return x509.load_der_x509_certificate(base64.b64decode(encoded))
+    except (ValueError, binascii.Error):
+        return None
 
 
 def _signature_ok(public, method: str, value: bytes, data: bytes) -> bool:
