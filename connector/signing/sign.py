@@ -148,10 +148,15 @@ def signature_element(key: SigningKey, doc_digest: bytes, moment: datetime) -> t
         signature_id=sig_id,
         signing_time=moment,
         algorithm=key.algorithm,
-        signer_subject=cert.subject.rfc4514_string(),
+        signer_subject=_subject(cert),
         signer_serial=format(cert.serial_number, "x"),
     )
     return element.encode("utf-8"), info
+
+
+@lru_cache(maxsize=64)
+def _subject(cert) -> str:
+    return cert.subject.rfc4514_string()
 
 
 @lru_cache(maxsize=64)
@@ -160,7 +165,7 @@ def _key_info(cert, chain: tuple) -> str:
     trust, never sent). Cached: a key signs thousands of documents with the same chain."""
     carried = [cert, *(c for c in chain if c.subject != c.issuer and c != cert)]
     certificates = "".join(f"<X509Certificate>{_b64(c.public_bytes(Encoding.DER))}</X509Certificate>" for c in carried)
-    subject = _escape(cert.subject.rfc4514_string())
+    subject = _escape(_subject(cert))
     return f"<KeyInfo><X509Data><X509SubjectName>{subject}</X509SubjectName>{certificates}</X509Data></KeyInfo>"
 
 
