@@ -16,11 +16,7 @@ Usage: python bench/attachments.py [--size-mb 500] [--packaging zip|plain] [--wo
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,29 +25,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import baseline_seconds, make_payload, peak_rss_mb  # noqa: E402
 
 CHUNK = 1 << 20
 
 
-def make_payload(path: Path, size: int) -> None:
-    """A file of ``size`` random bytes (incompressible, like a signed PDF's streams)."""
-    with path.open("wb") as fh:
-        written = 0
-        while written < size:
-            n = min(CHUNK, size - written)
-            fh.write(os.urandom(n))
-            written += n
 
 
-def baseline_seconds(path: Path) -> float:
-    """sha256 + base64 over the file, chunk by chunk: the physical floor of our work."""
-    digest = hashlib.sha256()
-    start = time.perf_counter()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            base64.b64encode(chunk)
-    return time.perf_counter() - start
 
 
 def child_build(payload: str, out: str, packaging: str) -> dict:
@@ -69,7 +51,7 @@ def child_build(payload: str, out: str, packaging: str) -> dict:
     start = time.perf_counter()
     build(doc, out)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "sha256": attachment.sha256}
+    return {"seconds": seconds, "rss_mb": peak_rss_mb(), "sha256": attachment.sha256}
 
 
 def child_parse(path: str, spool: str) -> dict:
@@ -82,15 +64,13 @@ def child_parse(path: str, spool: str) -> dict:
         problems = [str(p) for p in parsed.report.errors]
         return {
             "seconds": seconds,
-            "rss_mb": _peak_rss_mb(),
+            "rss_mb": peak_rss_mb(),
             "sha256": attachment.sha256,
             "size": attachment.size,
             "errors": problems,
         }
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(*args: str) -> dict:

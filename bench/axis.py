@@ -28,11 +28,8 @@ Usage: python bench/axis.py [--size-mb 500] [--workdir DIR]
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import json
-import os
-import resource
 import socket
 import subprocess
 import sys
@@ -44,6 +41,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import baseline_seconds, make_payload, peak_rss_mb  # noqa: E402
 
 CHUNK = 1 << 20
 A, B = "000.00.00.H16", "000.00.00.G22"
@@ -54,27 +54,10 @@ AGENCIES = [
 CREDS = {a["organ_id"]: a for a in AGENCIES}
 
 
-def make_payload(path: Path, size: int) -> None:
-    with path.open("wb") as fh:
-        written = 0
-        while written < size:
-            n = min(CHUNK, size - written)
-            fh.write(os.urandom(n))
-            written += n
 
 
-def baseline_seconds(path: Path) -> float:
-    digest = hashlib.sha256()
-    start = time.perf_counter()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            base64.b64encode(chunk)
-    return time.perf_counter() - start
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _client(binding: str, url: str, organ: str, spool: str):
@@ -100,7 +83,7 @@ def child_send(binding: str, url: str, sender: str, recipient: str, payload: str
     start = time.perf_counter()
     with _client(binding, url, sender, spool) as client:
         doc_id = client.send(doc)
-    return {"seconds": time.perf_counter() - start, "rss_mb": _peak_rss_mb(), "doc_id": doc_id}
+    return {"seconds": time.perf_counter() - start, "rss_mb": peak_rss_mb(), "doc_id": doc_id}
 
 
 def child_fetch(binding: str, url: str, organ: str, doc_id: str, spool: str) -> dict:
@@ -121,7 +104,7 @@ def child_fetch(binding: str, url: str, organ: str, doc_id: str, spool: str) -> 
         client.acknowledge(doc_id)
     verify_seconds = time.perf_counter() - start - fetch_seconds
     out.unlink()
-    return {"seconds": fetch_seconds, "verify_seconds": verify_seconds, "rss_mb": _peak_rss_mb(), "sha256": digest.hexdigest(), "edxml_size": info.size}
+    return {"seconds": fetch_seconds, "verify_seconds": verify_seconds, "rss_mb": peak_rss_mb(), "sha256": digest.hexdigest(), "edxml_size": info.size}
 
 
 def run_child(*args: str) -> dict:

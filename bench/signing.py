@@ -45,7 +45,6 @@ import io
 import json
 import os
 import pstats
-import resource
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,9 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import make_payload, peak_rss_mb  # noqa: E402
 
 AGENCY = "000.00.00.H16"
 CHUNK = 1 << 20
@@ -84,18 +86,8 @@ def small_document(packaging: str):
     return doc.with_manifest()
 
 
-def make_payload(path: Path, size: int) -> None:
-    """A file of ``size`` random bytes (incompressible, like a signed PDF's streams)."""
-    with path.open("wb") as fh:
-        written = 0
-        while written < size:
-            n = min(CHUNK, size - written)
-            fh.write(os.urandom(n))
-            written += n
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --------------------------------------------------------------------------- timing
@@ -231,7 +223,7 @@ def _where(filename: str, line: int, func: str) -> str:
 
 def small_benchmarks(pki, args) -> dict[str, float]:
     import xmlsec
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
     from lxml import etree
     from signxml import XMLSigner
@@ -376,11 +368,11 @@ def child_sign(pki_dir: str, payload: str, out: str, packaging: str) -> dict:
     attachment.data = FileData(Path(payload))
     attachment.size, attachment.sha256 = attachment.data.size, attachment.data.sha256
     doc.with_manifest()
-    before = _peak_rss_mb()
+    before = peak_rss_mb()
     start = time.perf_counter()
     info = sign(doc, key, out)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "rss_before_mb": before, "digest": info.digest}
+    return {"seconds": seconds, "rss_mb": peak_rss_mb(), "rss_before_mb": before, "digest": info.digest}
 
 
 def run_child(*args: str) -> dict:

@@ -91,7 +91,6 @@ def test_decode_base64_errors():
 
 
 def test_start_parameter_selects_root():
-    boundary = "B"
     body = (
         b"preamble\r\n--B\r\nContent-ID: <x>\r\nContent-Type: application/pdf\r\n\r\nPDF\r\n"
         b"--B\r\nContent-ID: <env0>\r\nContent-Type: text/xml\r\n\r\n<e/>\r\n--B--\r\nepilogue"
