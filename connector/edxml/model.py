@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -129,10 +128,6 @@ class SpooledData:
         """A read handle over ``length`` bytes from ``offset`` (a stored ZIP entry, say)."""
         self._file.seek(offset)
         return _NonClosing(self._file, length)
-
-    def save(self, path: Path) -> None:
-        with self.open() as src, open(path, "wb") as dst:
-            shutil.copyfileobj(src, dst, CHUNK)
 
     def close(self) -> None:
         self._file.close()

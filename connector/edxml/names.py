@@ -56,10 +56,6 @@ def unsafe_reason(name: str | None) -> str | None:
     return "; ".join(errors) if errors else None
 
 
-def is_safe(name: str | None) -> bool:
-    return unsafe_reason(name) is None
-
-
 def normalized(name: str) -> str:
     """The NFC form used on disk, so a name compares equal however it was composed."""
     return unicodedata.normalize("NFC", name)
