@@ -93,7 +93,7 @@ class Request:
             if size > MAX_BODY:
                 raise BodyTooLarge(f"body of {size} bytes is over {MAX_BODY}")
             return _Bounded(raw, max(size, 0))
-        if self.environ.get("sandbox.chunked"):
+        if self.environ.get("connector.chunked"):
             return _Bounded(raw, MAX_BODY + 1)
         return _Bounded(raw, 0)
 

@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from ..httpserver import DropConnection  # re-exported: the sandbox app raises it
+
 
 @dataclass
 class FaultSettings:
@@ -41,9 +43,6 @@ class FaultSettings:
         if self.outage_seconds < 0:
             raise ValueError("outage_seconds must be >= 0")
 
-
-class DropConnection(Exception):
-    """Raised by the app: the server closes the connection with no answer at all."""
 
 
 class Decision:
