@@ -1,0 +1,1 @@
+"""Durable state: outbox, inbox, de-duplication, statuses, agency directory, evidence files."""
