@@ -51,6 +51,9 @@ class SoapHubAxis:
     attempts for safe operations. ``spool_dir`` is where received parts spill to disk.
     """
 
+    #: how the engine reads statuses: statuses are read with GetTraces since a time (safe to repeat); nothing to acknowledge
+    status_feed = "query"
+
     def __init__(
         self,
         url: str,

@@ -33,6 +33,9 @@ CHUNK = 1 << 16
 class VxpAxis:
     """A client of the national axis (or the sandbox) at ``base_url`` as system ``system_id``."""
 
+    #: how the engine reads statuses: statuses are edXML items: pending('status') + fetch + acknowledge
+    status_feed = "items"
+
     def __init__(
         self,
         base_url: str,

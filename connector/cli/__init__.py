@@ -12,6 +12,7 @@ import sys
 import click
 
 from .edxml_commands import build_cmd, extract_cmd, inspect_cmd, validate_cmd
+from .daemon_commands import cancel_cmd, poll_cmd, resend_cmd, run_cmd, send_cmd, status_cmd
 from .demo import demo_cmd
 from .sandbox_command import sandbox_cmd
 from .signing_commands import certs_group, sign_cmd, verify_cmd
@@ -32,6 +33,8 @@ cli.add_command(sign_cmd)
 cli.add_command(verify_cmd)
 cli.add_command(certs_group)
 cli.add_command(sandbox_cmd)
+for _command in (run_cmd, status_cmd, poll_cmd, send_cmd, resend_cmd, cancel_cmd):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,153 @@
+"""Commands that run or drive the daemon: run, status, poll, send, resend, cancel."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from ..daemon.config import ConfigError, load_config
+from ..engine.outbox import IntakeError
+
+_config_option = click.option(
+    "--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="The connector's TOML configuration file.",
+)
+
+
+@contextmanager
+def _runtime(config_path: Path, *, exclusive: bool = True):
+    from ..daemon.runtime import open_runtime
+
+    try:
+        runtime = open_runtime(config_path, exclusive=exclusive)
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(1)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+@click.command("run")
+@_config_option
+def run_cmd(config_path: Path) -> None:
+    """Run the connector in the foreground until SIGTERM or Ctrl-C (SIGHUP reloads routing)."""
+    from ..daemon.logs import setup_logging
+    from ..daemon.runner import Daemon
+    from ..daemon.runtime import open_runtime
+
+    try:
+        config = load_config(config_path)
+        setup_logging(config.logging.format, config.logging.level)
+        runtime = open_runtime(config)
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(Daemon(runtime).run_forever())
+
+
+@click.command("status")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_cmd(config_path: Path, as_json: bool) -> None:
+    """Queue summary (by state) and the most recent failures."""
+    with _runtime(config_path, exclusive=False) as rt:
+        s = rt.store.summary()
+    data = {
+        "outbound": s.outbound, "inbound": s.inbound, "recipients": s.recipients,
+        "oldest_pending_age_s": round(s.oldest_pending_age, 1) if s.oldest_pending_age is not None else None,
+        "recent_failures": [
+            {k: (v if k != "updated_at" else _iso(v)) for k, v in f.items()} for f in s.recent_failures
+        ],
+    }
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    click.echo("outbound:   " + (", ".join(f"{k} {v}" for k, v in sorted(s.outbound.items())) or "nothing"))
+    click.echo("recipients: " + (", ".join(f"{k} {v}" for k, v in sorted(s.recipients.items())) or "nothing"))
+    click.echo("inbound:    " + (", ".join(f"{k} {v}" for k, v in sorted(s.inbound.items())) or "nothing"))
+    if s.oldest_pending_age is not None:
+        click.echo(f"oldest pending: {s.oldest_pending_age:.0f} s")
+    if s.recent_failures:
+        click.echo("recent failures:")
+        for f in s.recent_failures:
+            click.echo(f"  {_iso(f['updated_at'])} {f['direction']} {f['id']} [{f['state']}, {f['attempts']} attempt(s)] "
+                       f"{f['document_id'] or ''}: {f['last_error']}")
+
+
+@click.command("poll")
+@_config_option
+@click.option("--once", is_flag=True, required=True, help="Poll once, process what arrived, send the answers, exit.")
+def poll_cmd(config_path: Path, once: bool) -> None:
+    """One round: send what is due, poll the axis, process what arrived."""
+    from ..axis.errors import AxisError
+
+    with _runtime(config_path) as rt:
+        try:
+            counts = rt.engine.run_once()
+        except AxisError as exc:
+            click.echo(f"axis error: {exc}", err=True)
+            sys.exit(1)
+    click.echo(json.dumps(counts))
+
+
+@click.command("send")
+@_config_option
+@click.argument("document", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--attach", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An attachment file (repeatable).")
+def send_cmd(config_path: Path, document: Path, files: tuple[Path, ...]) -> None:
+    """Queue DOCUMENT (document JSON) with its attachments; prints the tracking id."""
+    try:
+        data = json.loads(document.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        click.echo(f"{document}: line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})", err=True)
+        sys.exit(1)
+    except (OSError, UnicodeDecodeError) as exc:
+        click.echo(f"{document}: cannot read: {exc}", err=True)
+        sys.exit(1)
+    with _runtime(config_path) as rt:
+        try:
+            tracking = rt.engine.submit(data, list(files))
+        except IntakeError as exc:
+            click.echo(f"{document}: not queued:", err=True)
+            for problem in exc.problems:
+                click.echo(f"  {problem}", err=True)
+            sys.exit(1)
+    click.echo(tracking)
+
+
+@click.command("resend")
+@_config_option
+@click.argument("ident")
+def resend_cmd(config_path: Path, ident: str) -> None:
+    """Put a dead document (tracking id or DocumentId; or a dead inbound id) back in the queue."""
+    with _runtime(config_path) as rt:
+        ok = rt.engine.resend(ident)
+    if not ok:
+        click.echo(f"{ident}: no dead or cancelled document with this id", err=True)
+        sys.exit(1)
+    click.echo(f"{ident}: queued again")
+
+
+@click.command("cancel")
+@_config_option
+@click.argument("ident")
+def cancel_cmd(config_path: Path, ident: str) -> None:
+    """Cancel a document not yet sent (tracking id or DocumentId)."""
+    with _runtime(config_path) as rt:
+        ok = rt.engine.cancel(ident)
+    if not ok:
+        click.echo(f"{ident}: no queued, retrying or dead document with this id", err=True)
+        sys.exit(1)
+    click.echo(f"{ident}: cancelled")
+
+
+def _iso(epoch: float | None) -> str | None:
+    return dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds") if epoch else None

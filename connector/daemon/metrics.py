@@ -1,0 +1,143 @@
+"""The daemon's Prometheus metrics, in a registry of their own.
+
+:class:`Metrics` owns a :class:`prometheus_client.CollectorRegistry` rather than using the
+global one, so two instances (tests, two daemons in one process during the demo) never clash.
+Counters and histograms are updated by the engine as documents move; the queue gauges are
+read from the store at scrape time through a sampler callback, so they are never stale.
+
+Series (``direction`` is ``outbound`` or ``inbound``):
+
+- ``documents_sent_total``, ``documents_received_total``
+- ``documents_failed_total{direction}``, ``documents_retried_total{direction}``,
+  ``documents_dead_total{direction}``
+- ``queue_depth{state}``, ``oldest_pending_age_seconds`` (from the sampler)
+- ``send_latency_seconds``, ``receive_latency_seconds`` (histograms)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("connector.daemon.metrics")
+
+DIRECTIONS = ("outbound", "inbound")
+# From a fast loopback exchange to a large signed attachment over a slow provincial link.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+@dataclass(frozen=True)
+class QueueSample:
+    """What the store reports at scrape time: documents per state, and the age in seconds of
+    the oldest document still waiting to be sent or delivered (``None`` when none waits)."""
+
+    by_state: Mapping[str, int] = field(default_factory=dict)
+    oldest_pending_age: float | None = None
+
+
+QueueSampler = Callable[[], QueueSample]
+
+
+class _QueueCollector(Collector):
+    """Yields the queue gauges from the sampler on every scrape; a failing sampler leaves them
+    out of that scrape (logged) instead of failing the whole scrape."""
+
+    def __init__(self) -> None:
+        self.sampler: QueueSampler | None = None
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [self._depth(), self._age(0.0)]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        sampler = self.sampler
+        if sampler is None:
+            return
+        try:
+            sample = sampler()
+        except Exception as exc:
+            log.warning("queue gauges left out of this scrape: the queue sampler failed: %s", exc)
+            return
+        depth = self._depth()
+        for state, count in sorted(sample.by_state.items()):
+            depth.add_metric([state], count)
+        yield depth
+        yield self._age(sample.oldest_pending_age or 0.0)
+
+    @staticmethod
+    def _depth() -> GaugeMetricFamily:
+        return GaugeMetricFamily("queue_depth", "Documents in the queue, by state.", labels=["state"])
+
+    @staticmethod
+    def _age(value: float) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "oldest_pending_age_seconds", "Age of the oldest document still waiting (0 when none waits).", value=value
+        )
+
+
+class Metrics:
+    """The metric objects (public attributes, for anything the helpers don't cover) and small
+    helpers the engine calls as documents move."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sent = Counter("documents_sent_total", "Outbound documents accepted by the axis.", registry=r)
+        self.received = Counter("documents_received_total", "Inbound documents delivered locally.", registry=r)
+        self.failed = Counter("documents_failed_total", "Failed attempts (retryable or not).", ["direction"], registry=r)
+        self.retried = Counter("documents_retried_total", "Attempts scheduled again after a failure.", ["direction"], registry=r)
+        self.dead = Counter("documents_dead_total", "Documents given up on (dead letter).", ["direction"], registry=r)
+        for counter in (self.failed, self.retried, self.dead):
+            for direction in DIRECTIONS:
+                counter.labels(direction)  # the series exist (at 0) before the first event
+        self.send_latency = Histogram(
+            "send_latency_seconds", "From queued to accepted by the axis.", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.receive_latency = Histogram(
+            "receive_latency_seconds", "From fetched from the axis to delivered locally.", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self._queue = _QueueCollector()
+        r.register(self._queue)
+
+    def set_queue_sampler(self, fn: QueueSampler | None) -> None:
+        """Feed ``queue_depth`` and ``oldest_pending_age_seconds`` from ``fn``, called at each
+        scrape (``None``: leave them out)."""
+        self._queue.sampler = fn
+
+    def document_sent(self, latency_seconds: float | None = None) -> None:
+        """One outbound document accepted by the axis, ``latency_seconds`` after it was queued."""
+        self.sent.inc()
+        if latency_seconds is not None:
+            self.send_latency.observe(max(0.0, latency_seconds))
+
+    def document_received(self, latency_seconds: float | None = None) -> None:
+        """One inbound document delivered locally, ``latency_seconds`` after it was fetched."""
+        self.received.inc()
+        if latency_seconds is not None:
+            self.receive_latency.observe(max(0.0, latency_seconds))
+
+    def document_failed(self, direction: str) -> None:
+        """A failed attempt, outbound or inbound."""
+        self.failed.labels(_direction(direction)).inc()
+
+    def document_retried(self, direction: str) -> None:
+        """An attempt scheduled again after a retryable failure."""
+        self.retried.labels(_direction(direction)).inc()
+
+    def document_dead(self, direction: str) -> None:
+        """A document moved to the dead letters."""
+        self.dead.labels(_direction(direction)).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition of this registry and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _direction(direction: str) -> str:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"metric direction must be 'outbound' or 'inbound', not {direction!r}")
+    return direction

@@ -1,0 +1,249 @@
+"""The daemon: scheduled rounds of the engine, signals, intake, health and metrics.
+
+APScheduler 3 runs each job in its own thread, ``coalesce`` (a late job runs once, not once
+per missed turn), ``max_instances=1`` (never two of the same job at once), with a misfire
+grace time. SIGTERM and SIGINT stop it gracefully: no new rounds start, the step in flight
+completes, then the process exits 0. SIGHUP reloads the routing rules from the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from ..engine.context import GateClosed
+from ..engine.outbox import IntakeError, StatusRequest
+from ..edxml.model import StaffInfo
+from .config import ConfigError, load_config
+from .health import Health, callable_check, certificate_expiry_check, last_poll_check
+from .metrics import Metrics, QueueSample
+from .ops_http import ops_app, start_ops_server
+from .runtime import Runtime, make_router
+
+log = logging.getLogger("connector.daemon")
+
+
+class MetricsObserver:
+    """The engine's observer, fed into the Prometheus metrics."""
+
+    def __init__(self, metrics: Metrics):
+        self.m = metrics
+
+    def sent(self, latency: float) -> None:
+        self.m.document_sent(latency)
+
+    def received(self, latency: float) -> None:
+        self.m.document_received(latency)
+
+    def failed(self, direction: str) -> None:
+        self.m.document_failed(direction)
+
+    def retried(self, direction: str) -> None:
+        self.m.document_retried(direction)
+
+    def dead(self, direction: str) -> None:
+        self.m.document_dead(direction)
+
+
+class Daemon:
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+        self.config = runtime.config
+        self.engine = runtime.engine
+        self.metrics = Metrics()
+        self.engine.ctx.observer = MetricsObserver(self.metrics)
+        self.metrics.set_queue_sampler(self._queue_sample)
+        self.health = self._health()
+        self.stopping = threading.Event()
+        self.scheduler = BackgroundScheduler(job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": int(self.config.schedule.misfire_grace_s),
+        })
+        self.folder_intake = None
+        self.http_intake = None
+        self.ops = None
+
+    # ------------------------------------------------------------------ jobs
+
+    def _job(self, name: str, fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            if self.stopping.is_set():
+                return
+            try:
+                fn()
+            except GateClosed as exc:
+                log.error("exchange stopped (fail closed): %s", exc)
+            except Exception:  # noqa: BLE001 - a job never kills the daemon; the error is logged with its cause
+                log.exception("%s round failed", name)
+
+        run.__name__ = name
+        return run
+
+    def _round_send(self) -> None:
+        self.engine.send_due()
+
+    def _round_poll(self) -> None:
+        self.engine.poll()
+        self.engine.process_due()
+        self.engine.send_due()  # the statuses the processing queued
+
+    def _round_process(self) -> None:
+        self.engine.process_due()
+
+    def _round_directory(self) -> None:
+        self.engine.refresh_directory()
+
+    def _round_intake(self) -> None:
+        intake = self.folder_intake
+        if intake is None:
+            return
+        for item in intake.claim():
+            if self.stopping.is_set():
+                break
+            try:
+                tracking = self.engine.submit(item.document, item.files, intake_key=f"folder:{item.drop_id}")
+            except IntakeError as exc:
+                intake.fail(item, exc.problems)
+                continue
+            intake.complete(item, tracking)
+        for report in intake.status_reports():
+            try:
+                tracking = self.engine.submit_status(_status_request(report), intake_key=f"status-folder:{report.report_id}")
+            except IntakeError as exc:
+                intake.fail_status(report, exc.problems)
+                continue
+            intake.complete_status(report, tracking)
+
+    def _round_seal(self) -> None:
+        if self.rt.audit is not None:
+            self.rt.audit.seal()
+
+    # ------------------------------------------------------------------ health & metrics
+
+    def _queue_sample(self) -> QueueSample:
+        summary = self.rt.store.summary(recent=0)
+        states = {f"out_{k}": v for k, v in summary.outbound.items()}
+        states.update({f"in_{k}": v for k, v in summary.inbound.items()})
+        return QueueSample(states, summary.oldest_pending_age)
+
+    def _last_poll(self) -> dt.datetime | None:
+        value = self.rt.store.get_setting("last_good_poll")
+        return dt.datetime.fromtimestamp(float(value), dt.timezone.utc) if value else None
+
+    def _health(self) -> Health:
+        health = Health()
+        health.register(callable_check("database", lambda: self.rt.store.summary(recent=0)))
+        health.register(callable_check("axis", lambda: self.rt.axis.directory()))
+        poll_limit = dt.timedelta(seconds=max(60.0, 5 * self.config.schedule.poll_every_s))
+        health.register(last_poll_check(self._last_poll, poll_limit))
+        if self.rt.key is not None:
+            cert = getattr(self.rt.key, "certificate", None)
+            if cert is not None:
+                health.register(certificate_expiry_check(cert, name="signing_certificate"))
+        return health
+
+    # ------------------------------------------------------------------ life
+
+    def start(self) -> None:
+        from ..routing.folder_intake import FolderIntake
+
+        routing = self.config.routing
+        if routing.intake.folder is not None:
+            self.folder_intake = FolderIntake(self.config.path(routing.intake.folder))
+            self.folder_intake.recover()
+        if routing.intake.http is not None:
+            self._start_http_intake()
+        if self.config.ops.port is not None:
+            self.ops = start_ops_server(ops_app(self.health, self.metrics), self.config.ops.host, port=self.config.ops.port)
+            log.info("health and metrics on %s/healthz and /metrics", self.ops.url)
+        s = self.config.schedule
+        now = dt.datetime.now()
+        jobs = [
+            ("directory", self._round_directory, s.directory_every_s),
+            ("intake", self._round_intake, s.intake_every_s),
+            ("send", self._round_send, s.send_every_s),
+            ("poll", self._round_poll, s.poll_every_s),
+            ("process", self._round_process, max(s.send_every_s, 5.0)),
+            ("seal", self._round_seal, s.seal_every_s),
+        ]
+        for name, fn, every in jobs:
+            self.scheduler.add_job(self._job(name, fn), "interval", seconds=every, id=name, next_run_time=now)
+        self.scheduler.start()
+        log.info("connector %s running (%s binding, database %s)", self.config.connector.agency, self.config.axis.binding,
+                 self.rt.db.url.render_as_string(hide_password=True))
+
+    def _start_http_intake(self) -> None:
+        from ..routing.http_intake import IntakeRejected, intake_app
+        from ..httpserver import WsgiServer
+        from .config import read_secret
+
+        http = self.config.routing.intake.http
+
+        def submit(document: dict, files: list[Path]) -> str:
+            try:
+                return self.engine.submit(document, files)
+            except IntakeError as exc:
+                raise IntakeRejected(exc.problems) from None
+
+        def report_status(report) -> str:
+            try:
+                return self.engine.submit_status(_status_request(report))
+            except IntakeError as exc:
+                raise IntakeRejected(exc.problems) from None
+
+        token = read_secret(f"env:{http.token_env}" if http.token_env else f"file:{self.config.path(http.token_file)}",
+                            "routing.intake.http.token")
+        app = intake_app(submit, self.engine.track, report_status, token, spool_dir=self.rt.config.data_dir / "spool")
+        self.http_intake = WsgiServer(app, host=http.host, port=http.port).start()
+        log.info("intake API on %s", self.http_intake.url)
+
+    def reload_routing(self) -> None:
+        try:
+            fresh = load_config(self.config.source) if self.config.source else self.config
+            self.engine.set_router(make_router(fresh))
+            log.info("routing rules reloaded (%d rule(s))", len(fresh.routing.rules))
+        except ConfigError as exc:
+            log.error("routing rules NOT reloaded, keeping the old ones: %s", exc)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.scheduler.shutdown(wait=True)  # the steps in flight complete
+        for server in (self.http_intake, self.ops):
+            if server is not None:
+                server.stop()
+        if self.rt.audit is not None:
+            try:
+                self.rt.audit.seal()
+            except Exception:  # noqa: BLE001 - sealing at exit is best effort; the next start seals
+                log.exception("final seal failed")
+        self.rt.close()
+
+    def run_forever(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code."""
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_routing())
+        self.start()
+        while not stop.wait(0.5):
+            pass
+        log.info("stopping: finishing the step in flight")
+        self.stop()
+        log.info("stopped")
+        return 0
+
+
+def _status_request(report) -> StatusRequest:
+    staff = None
+    if getattr(report, "staff", None):
+        s = report.staff
+        get = s.get if isinstance(s, dict) else (lambda k, o=s: getattr(o, k, None))
+        staff = StaffInfo(get("department"), get("name"), get("email"), get("mobile"))
+    return StatusRequest(document_id=report.document_id, to=report.to, status_code=report.status_code,
+                         description=report.description, staff=staff)

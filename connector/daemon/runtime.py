@@ -1,0 +1,205 @@
+"""Assembling a running connector from its configuration: database, evidence, audit log,
+axis binding, keys, trust, routing and the engine. The CLI commands and the daemon share it."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..axis.soap_hub import SoapHubAxis
+from ..axis.transport import AxisTransport
+from ..axis.vxp import VxpAxis
+from ..edxml.model import Organization, StaffInfo
+from ..engine.context import EngineContext, EngineSettings, GateClosed, default_worker_id
+from ..engine.engine import Engine
+from ..engine.events import ExchangeEvent
+from ..engine.retry import RetryPolicy
+from ..routing.delivery import open_destination
+from ..routing.rules import Router
+from ..signing.keys import KeySourceError, SigningKey, load_signing_key
+from ..signing.policy import SenderRule, SignaturePolicy
+from ..signing.revocation import RevocationChecker
+from ..signing.trust import TrustStoreError
+from ..signing.verify import TrustOptions
+from ..store.db import DatabaseError, is_postgres, migrate, open_database
+from ..store.evidence import EvidenceStore
+from ..store.repo import Store
+from .config import Config, ConfigError, load_config, read_secret
+
+log = logging.getLogger("connector.daemon")
+
+
+@dataclass
+class Runtime:
+    config: Config
+    db: sa.Engine
+    store: Store
+    evidence: EvidenceStore
+    axis: AxisTransport
+    key: SigningKey | None
+    engine: Engine
+    audit: Any = None
+    destinations: dict[str, Any] = field(default_factory=dict)
+    lock_fd: int | None = None
+
+    def close(self) -> None:
+        for destination in self.destinations.values():
+            try:
+                destination.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        self.axis.close()
+        self.db.dispose()
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+
+def make_axis(config: Config, spool_dir: Path) -> AxisTransport:
+    a = config.axis
+    organ = a.organ_id or config.connector.agency
+    verify: bool | str = str(config.path(a.ca_bundle)) if a.ca_bundle else True
+    cert = (str(config.path(a.client_cert)), str(config.path(a.client_key))) if a.client_cert and a.client_key else None
+    timeout = (min(10.0, a.timeout_s), a.timeout_s)
+    if a.binding == "soap":
+        if not a.token:
+            raise ConfigError("axis.token: the SOAP hub binding needs the hub's token (env:NAME or file:/path)")
+        return SoapHubAxis(a.url, organ, read_secret(a.token, "axis.token"), timeout=timeout, verify=verify, cert=cert,
+                           retries=a.retries, spool_dir=spool_dir)
+    if not a.secret:
+        raise ConfigError("axis.secret: the VXP binding needs the system's secret (env:NAME or file:/path)")
+    return VxpAxis(a.url, organ, read_secret(a.secret, "axis.secret"), timeout=timeout, verify=verify, cert=cert,
+                   retries=a.retries, spool_dir=spool_dir)
+
+
+def signature_policy(config: Config) -> SignaturePolicy:
+    s = config.signing
+    weak = set(s.allow_weak)
+    senders = {p: SenderRule(mode, allow_weak=p in weak) for p, mode in s.senders.items()}
+    for p in weak - set(senders):
+        senders[p] = SenderRule(s.policy, allow_weak=True)
+    return SignaturePolicy(SenderRule(s.policy), senders)
+
+
+def make_router(config: Config) -> Router:
+    return Router(config.routing)
+
+
+def _instance_lock(data_dir: Path) -> int:
+    """One instance per data folder on SQLite (several instances need PostgreSQL)."""
+    fd = os.open(data_dir / "connector.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"another connector is running on {data_dir} (SQLite serves one instance; use PostgreSQL for several)") from None
+    return fd
+
+
+def open_runtime(config: Config | str | Path, *, exclusive: bool = True) -> Runtime:
+    """Everything the engine needs, opened and checked. ``exclusive``: take the data folder's
+    instance lock (the daemon and commands that do work; not ``status``)."""
+    if not isinstance(config, Config):
+        config = load_config(config)
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        db = open_database(config.database_url)
+        migrate(db)
+    except DatabaseError as exc:
+        raise ConfigError(f"connector.database_url: {exc}") from None
+    lock_fd = None
+    if exclusive and not is_postgres(db):
+        lock_fd = _instance_lock(data_dir)
+    try:
+        return _assemble(config, db, lock_fd)
+    except BaseException:
+        db.dispose()
+        if lock_fd is not None:
+            os.close(lock_fd)
+        raise
+
+
+def _assemble(config: Config, db: sa.Engine, lock_fd: int | None) -> Runtime:
+    data_dir = config.data_dir
+    evidence = EvidenceStore(data_dir / "evidence")
+    key = None
+    if config.signing.key:
+        try:
+            key = load_signing_key(config.signing.key, base_dir=config.base_dir)
+        except KeySourceError as exc:
+            raise ConfigError(f"signing.key: {exc}") from None
+    audit = _audit(config, db, evidence, key)
+    store = Store(db, journal=_journal(audit) if audit else None)
+    if lock_fd is not None:
+        store.release_claims()  # the only instance: claims left by a killed run are ours to retake
+    axis = make_axis(config, data_dir / "spool")
+    try:
+        trust = TrustOptions.from_directory(
+            config.path(config.signing.trust_dir),
+            revocation=RevocationChecker(config.signing.revocation) if config.signing.revocation != "off" else None,
+        )
+    except (TrustStoreError, OSError) as exc:
+        raise ConfigError(f"signing.trust_dir: {exc}") from None
+    c = config.connector
+    staff = StaffInfo(c.clerk_department, c.clerk_name, c.clerk_email, c.clerk_phone) if c.clerk_name else None
+    r = config.retry
+    settings = EngineSettings(
+        agency=Organization(organ_id=c.agency, organ_name=c.name),
+        data_dir=data_dir,
+        staff=staff,
+        retry=RetryPolicy(tuple(r.schedule_s), r.max_attempts, r.max_age_h * 3600, r.jitter),
+        worker_id=c.instance_id or default_worker_id(),
+    )
+    ctx = EngineContext(settings, store, evidence, axis, key, trust, signature_policy(config), gate=_gate(audit))
+    destinations = {name: open_destination(name, dest) for name, dest in config.routing.destinations.items()}
+    engine = Engine(ctx, make_router(config), destinations)
+    return Runtime(config, db, store, evidence, axis, key, engine, audit, destinations, lock_fd)
+
+
+def _audit(config: Config, db: sa.Engine, evidence: EvidenceStore, key: SigningKey | None):
+    if not config.audit.enabled:
+        return None
+    import datetime as dt
+
+    from ..audit.log import AuditLog, Sealer
+    from ..audit.tsa import TsaClient
+
+    a = config.audit
+    tsa = TsaClient(a.tsa_url, ca_certs=config.path(a.tsa_ca) if a.tsa_ca else None) if a.tsa_url else None
+    return AuditLog(
+        db, evidence, actor=config.connector.instance_id or config.connector.agency,
+        sealer=Sealer(key) if key else None, tsa=tsa,
+        fail_closed_after=dt.timedelta(seconds=a.fail_closed_after_s) if a.fail_closed_after_s else None,
+    )
+
+
+def _journal(audit):
+    from ..audit.log import AuditEvent
+
+    def append(conn: sa.Connection, event: ExchangeEvent) -> None:
+        audit.append(conn, AuditEvent(event.event, event.direction, event.document_id, event.tracking_id, event.axis_id,
+                                      event.sha256, event.detail))
+
+    return append
+
+
+def _gate(audit):
+    if audit is None:
+        return lambda: None
+
+    def gate() -> None:
+        from ..audit.log import AuditUnavailable
+
+        try:
+            audit.ensure_can_exchange()
+        except AuditUnavailable as exc:
+            raise GateClosed(str(exc)) from None
+
+    return gate

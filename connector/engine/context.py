@@ -1,0 +1,75 @@
+"""What the engine's use cases share: settings and the rooms they talk to."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..axis.transport import AxisTransport
+from ..edxml.model import Organization, StaffInfo
+from ..signing.keys import SigningKey
+from ..signing.policy import SignaturePolicy
+from ..signing.verify import TrustOptions
+from ..store.evidence import EvidenceStore
+from ..store.repo import Store
+from .events import NullObserver, Observer
+from .retry import RetryPolicy
+
+log = logging.getLogger("connector.engine")
+
+
+class GateClosed(Exception):
+    """Exchanging is stopped for now (the audit log cannot time-stamp and is set to fail closed)."""
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class EngineSettings:
+    """The engine's own knobs (the daemon fills them from the configuration file)."""
+
+    agency: Organization
+    data_dir: Path
+    staff: StaffInfo | None = None
+    packaging: str = "zip"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    lease: float = 300.0
+    worker_id: str = field(default_factory=default_worker_id)
+    check_directory: bool = True
+    directory_max_age: float = 24 * 3600.0
+
+    @property
+    def outgoing_dir(self) -> Path:
+        return self.data_dir / "outgoing"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+
+@dataclass
+class EngineContext:
+    settings: EngineSettings
+    store: Store
+    evidence: EvidenceStore
+    axis: AxisTransport
+    key: SigningKey | None
+    trust: TrustOptions
+    policy: SignaturePolicy
+    observer: Observer = field(default_factory=NullObserver)
+    gate: Callable[[], None] = lambda: None  # raises GateClosed to stop exchanging (audit fail-closed)
+
+    @property
+    def agency_code(self) -> str:
+        return self.settings.agency.organ_id or ""
+
+    def doc_log(self, level: int, message: str, *, document_id: str | None = None, tracking_id: str | None = None,
+                axis_id: str | None = None, **kwargs) -> None:
+        log.log(level, message, extra={"document_id": document_id, "tracking_id": tracking_id, "axis_id": axis_id}, **kwargs)

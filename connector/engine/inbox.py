@@ -1,0 +1,370 @@
+"""Inbound: poll the axis, store what arrives, then verify, route, deliver, acknowledge, answer.
+
+Per item, each step committed before the next: received (raw bytes in the evidence store) ->
+delivered (every destination has it; destinations are idempotent on the item's id) ->
+acknowledged (the axis was told) -> done (status 01 "Đã đến" queued for the sender).
+A permanent problem (malformed, signature refused by policy, invalid, unroutable) is
+quarantined with its reason, acknowledged as failed, and answered with status 02. A
+document already delivered under another axis id (same sender, DocumentId and bytes) is
+acknowledged and not delivered again. Status messages update our outbound documents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..axis.errors import AxisError, NotFoundError, RetryableAxisError
+from ..axis.transport import PendingItem
+from ..edxml.build import to_bytes
+from ..edxml.errors import EdxmlError
+from ..edxml.jsonform import to_json
+from ..edxml.model import Edoc, Status
+from ..edxml.parse import parse
+from ..routing.delivery import Delivery, DeliveryError
+from ..routing.rules import RouteFacts, Unroutable
+from ..signing.verify import verify
+from .context import EngineContext, GateClosed
+from .events import ExchangeEvent
+from .outbox import Outbox, StatusRequest
+
+HUB_STATUS = "status-digest:"  # items read by query (no axis acknowledgement): keyed by content
+STATUS_OVERLAP = 3600.0
+WATERMARK = "status_watermark"
+LAST_POLL = "last_good_poll"
+
+
+class Inbox:
+    def __init__(self, ctx: EngineContext, outbox: Outbox, router, destinations: dict[str, Any]):
+        self.ctx = ctx
+        self.outbox = outbox
+        self.router = router
+        self.destinations = destinations
+
+    # ------------------------------------------------------------------ poll
+
+    def poll(self) -> int:
+        """Fetch and store everything new on the axis; returns how many items were stored."""
+        ctx = self.ctx
+        with ctx.store.poller_lock() as ours:
+            if not ours:
+                return 0
+            ctx.gate()
+            stored = self._poll_items("edoc")
+            if getattr(ctx.axis, "status_feed", "items") == "query":
+                stored += self._poll_status_query()
+            else:
+                stored += self._poll_items("status")
+            ctx.store.set_setting(LAST_POLL, repr(time.time()))
+            return stored
+
+    def _poll_items(self, kind: str) -> int:
+        ctx = self.ctx
+        items: list[PendingItem] = ctx.axis.pending(kind)  # type: ignore[arg-type]
+        known = ctx.store.known_items([i.item_id for i in items])
+        stored = 0
+        for item in items:
+            if item.item_id in known:
+                self._reacknowledge_if_finished(item.item_id)
+                continue
+            fd, tmp = tempfile.mkstemp(suffix=".edxml", dir=_ensure(ctx.settings.spool_dir))
+            try:
+                with os.fdopen(fd, "w+b") as fh:
+                    ctx.axis.fetch(item.item_id, fh)
+                    fh.seek(0)
+                    kept = ctx.evidence.put_stream(fh)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+            event = lambda in_id: [ExchangeEvent("in.received", "in", None, in_id, axis_id=item.item_id, sha256=kept.sha256,
+                                                 detail={"kind": kind, "sender": item.sender, "size": kept.size})]
+            in_id, created = ctx.store.insert_inbound(axis_item=item.item_id, kind=kind, sender=item.sender,
+                                                      document_id=None, sha256=kept.sha256, size=kept.size, events=event)
+            if created:
+                stored += 1
+                ctx.doc_log(logging.INFO, f"received {kind} ({kept.size} bytes)", tracking_id=in_id, axis_id=item.item_id)
+        return stored
+
+    def _poll_status_query(self) -> int:
+        ctx = self.ctx
+        started = time.time()
+        mark = ctx.store.get_setting(WATERMARK)
+        since = float(mark) if mark else started - 30 * 24 * 3600
+        statuses = ctx.axis.statuses_since(dt.datetime.fromtimestamp(since, dt.timezone.utc))
+        stored = 0
+        for status in statuses:
+            data = to_bytes(status)
+            kept = ctx.evidence.put_stream(io.BytesIO(data))
+            document_id = status.response_for[0].document_id if status.response_for else None
+            event = lambda in_id: [ExchangeEvent("in.received", "in", document_id, in_id, sha256=kept.sha256,
+                                                 detail={"kind": "status", "status_code": status.status_code})]
+            _, created = ctx.store.insert_inbound(
+                axis_item=HUB_STATUS + kept.sha256, kind="status", sender=status.from_.organ_id,
+                document_id=document_id, sha256=kept.sha256, size=kept.size, status_code=status.status_code, events=event,
+            )
+            stored += created
+        ctx.store.set_setting(WATERMARK, repr(started - STATUS_OVERLAP))
+        return stored
+
+    def _reacknowledge_if_finished(self, axis_item: str) -> None:
+        """The axis still offers an item we finished: our acknowledgement was lost; repeat it."""
+        if self.ctx.store.unacknowledged([axis_item]):
+            return  # still in progress; the processing step acknowledges it
+        try:
+            self.ctx.axis.acknowledge(axis_item, ok=True)
+        except (NotFoundError, RetryableAxisError):
+            pass
+
+    # ------------------------------------------------------------------ process
+
+    def process_due(self, limit: int = 100) -> int:
+        done = 0
+        while done < limit:
+            row = self.ctx.store.claim_inbound(self.ctx.settings.worker_id, self.ctx.settings.lease)
+            if row is None:
+                break
+            self.process_one(row)
+            done += 1
+        return done
+
+    def process_one(self, row: dict[str, Any]) -> None:
+        ctx = self.ctx
+        try:
+            ctx.gate()
+            # One step per loop turn, each committed; the row is re-read after every step.
+            for _ in range(6):
+                state = row["state"]
+                if state in ("received", "retrying"):
+                    self._take(row)
+                elif state == "delivered":
+                    self._acknowledge(row, ok=True)
+                elif state == "acknowledged":
+                    self._answer(row)
+                elif state == "quarantined":
+                    self._reject(row)
+                else:
+                    break
+                fresh = ctx.store.inbound(row["id"])
+                if fresh is None or fresh["claimed_by"] != ctx.settings.worker_id or fresh["state"] == state:
+                    break
+                row = fresh
+            ctx.store.update_inbound(row["id"], ctx.settings.worker_id, {"claimed_by": None, "claimed_until": None})
+        except GateClosed:
+            ctx.store.update_inbound(row["id"], ctx.settings.worker_id, {"claimed_by": None, "claimed_until": None})
+            raise
+        except (RetryableAxisError, DeliveryError, OSError) as exc:
+            retryable = getattr(exc, "retryable", True)
+            self._failed(row, f"{type(exc).__name__}: {exc}", retryable=retryable)
+        except AxisError as exc:
+            self._failed(row, f"{type(exc).__name__}: {exc}", retryable=True)
+
+    # ---- received -> delivered | quarantined
+
+    def _take(self, row: dict[str, Any]) -> None:
+        ctx = self.ctx
+        path = ctx.evidence.path_for(row["sha256"])
+        if row["kind"] == "status":
+            return self._take_status(row, path)
+        try:
+            checked = verify(path, ctx.trust, policy=ctx.policy, at=dt.datetime.fromtimestamp(row["received_at"], dt.timezone.utc),
+                             spool_dir=_ensure(ctx.settings.spool_dir), source_name=f"inbound {row['id']}")
+        except EdxmlError as exc:
+            return self._quarantine(row, f"not a readable edXML document: {exc}")
+        with checked:
+            message = checked.parsed.message
+            verdict = checked.verdict.to_dict()
+            facts = {"sender": message.from_.organ_id, "document_id": message.document_id, "verdict": json.dumps(verdict, ensure_ascii=False)}
+            ctx.store.update_inbound(row["id"], ctx.settings.worker_id, facts, [
+                ExchangeEvent("in.verified", "in", message.document_id, row["id"], axis_id=row["axis_item"], sha256=row["sha256"],
+                              detail={"verdict": checked.verdict.status, "decision": checked.decision.message}),
+            ])
+            row.update(facts)
+            if not isinstance(message, Edoc):
+                return self._quarantine(row, "a status message arrived where documents are listed")
+            if not checked.decision.accepted:
+                return self._quarantine(row, f"signature: {checked.decision.message}")
+            errors = checked.parsed.report.errors
+            if errors:
+                return self._quarantine(row, "invalid edXML: " + "; ".join(str(p) for p in errors[:5]))
+            twin = ctx.store.delivered_twin(row)
+            if twin:
+                ctx.store.update_inbound(row["id"], ctx.settings.worker_id, {"state": "delivered", "duplicate_of": twin,
+                                                                             "reason": f"duplicate of {twin}"})
+                return
+            recipient = self._recipient(message)
+            try:
+                targets = self.router.route(RouteFacts.for_message(message, recipient))
+            except Unroutable as exc:
+                return self._quarantine(row, f"unroutable: {exc}")
+            metadata = to_json(message)
+            metadata.update(signature=verdict, axis_id=row["axis_item"], received_at=_iso(row["received_at"]))
+            self._deliver(row, Delivery(row["id"], "edoc", message, path, metadata), targets)
+
+    def _take_status(self, row: dict[str, Any], path: Path) -> None:
+        ctx = self.ctx
+        try:
+            with parse(path, validate=False, source_name=f"inbound {row['id']}") as parsed:
+                status = parsed.message
+                if not isinstance(status, Status):
+                    return self._quarantine(row, "a document arrived where statuses are listed")
+                matched = []
+                at = status.timestamp.timestamp() if status.timestamp else row["received_at"]
+                for answered in status.response_for:
+                    if not answered.document_id:
+                        continue
+                    event = lambda out_id: [ExchangeEvent("out.status_received", "out", answered.document_id, out_id,
+                                                          axis_id=row["axis_item"], sha256=row["sha256"],
+                                                          detail={"status_code": status.status_code, "from": status.from_.organ_id})]
+                    out_id = ctx.store.apply_status(document_id=answered.document_id, our_sender=ctx.agency_code,
+                                                    recipient=status.from_.organ_id or "", code=status.status_code or "",
+                                                    description=status.description, at=at, events=event)
+                    if out_id:
+                        matched.append(out_id)
+                facts = {"sender": status.from_.organ_id, "status_code": status.status_code,
+                         "document_id": status.response_for[0].document_id if status.response_for else None}
+                if not matched:
+                    reason = "no document of ours matches this status"
+                    ctx.store.update_inbound(row["id"], ctx.settings.worker_id, dict(facts, reason=reason))
+                    row.update(facts)
+                    ctx.doc_log(logging.WARNING, f"status {status.status_code} from {status.from_.organ_id}: {reason}",
+                                document_id=facts["document_id"], tracking_id=row["id"])
+                    self._acknowledge(row, ok=True, final="unmatched")
+                    return
+                ctx.store.update_inbound(row["id"], ctx.settings.worker_id, facts)
+                try:
+                    targets = self.router.route(RouteFacts(kind="status", sender=status.from_.organ_id, recipient=ctx.agency_code,
+                                                           document_type=None, priority=None))
+                except Unroutable:
+                    targets = []  # a status nobody asked to see is still applied to our documents
+                metadata = to_json(status)
+                metadata.update(axis_id=row["axis_item"], received_at=_iso(row["received_at"]), matched=matched)
+                self._deliver(row, Delivery(row["id"], "status", status, path, metadata), targets)
+        except EdxmlError as exc:
+            return self._quarantine(row, f"not a readable status message: {exc}")
+
+    def _deliver(self, row: dict[str, Any], delivery: Delivery, targets: list[str]) -> None:
+        ctx = self.ctx
+        done: dict[str, str] = json.loads(row.get("delivered_to") or "{}")
+        for name in targets:
+            if name in done:
+                continue
+            destination = self.destinations.get(name)
+            if destination is None:
+                raise DeliveryError(f"destination {name!r} is not configured", retryable=False, destination=name)
+            done[name] = destination.deliver(delivery)
+            ctx.store.update_inbound(row["id"], ctx.settings.worker_id, {"delivered_to": json.dumps(done, ensure_ascii=False)})
+        ctx.store.update_inbound(row["id"], ctx.settings.worker_id, {"state": "delivered", "last_error": None}, [
+            ExchangeEvent("in.routed", "in", row["document_id"], row["id"], axis_id=row["axis_item"], detail={"delivered_to": done}),
+        ])
+        ctx.observer.received(time.time() - row["received_at"])
+        ctx.doc_log(logging.INFO, f"delivered {delivery.kind} to {', '.join(done) or 'no destination'}",
+                    document_id=row["document_id"], tracking_id=row["id"], axis_id=row["axis_item"])
+
+    # ---- delivered -> acknowledged -> done
+
+    def _needs_ack(self, row: dict[str, Any]) -> bool:
+        return not row["axis_item"].startswith(HUB_STATUS)
+
+    def _acknowledge(self, row: dict[str, Any], *, ok: bool, reason: str | None = None, final: str | None = None) -> None:
+        ctx = self.ctx
+        if self._needs_ack(row):
+            try:
+                ctx.axis.acknowledge(row["axis_item"], ok=ok, reason=reason)
+            except NotFoundError:
+                pass  # acknowledged before a crash: the axis no longer offers it
+        state = final or ("acknowledged" if ok else "rejected")
+        if ok and row.get("duplicate_of"):
+            state = "duplicate"
+        if ok and row["kind"] == "status":
+            state = final or "done"
+        ctx.store.update_inbound(row["id"], ctx.settings.worker_id, {"state": state}, [
+            ExchangeEvent("in.acknowledged" if ok else "in.rejected", "in", row["document_id"], row["id"], axis_id=row["axis_item"],
+                          detail={"reason": reason} if reason else None),
+        ])
+
+    def _answer(self, row: dict[str, Any]) -> None:
+        """Status 01 (Đã đến) back to the sender; queued idempotently, sent by the outbox."""
+        ctx = self.ctx
+        answering = self._answering(row)
+        out_id = self.outbox.submit_status(
+            StatusRequest(document_id=row["document_id"], to=row["sender"], status_code="01"),
+            intake_key=f"status01:{row['id']}", answering=answering,
+        )
+        ctx.store.update_inbound(row["id"], ctx.settings.worker_id, {"state": "done"}, [
+            ExchangeEvent("in.status_sent", "in", row["document_id"], row["id"], detail={"status_code": "01", "tracking_id": out_id}),
+        ])
+
+    # ---- quarantine
+
+    def _quarantine(self, row: dict[str, Any], reason: str) -> None:
+        ctx = self.ctx
+        ctx.store.update_inbound(row["id"], ctx.settings.worker_id, {"state": "quarantined", "reason": reason}, [
+            ExchangeEvent("in.quarantined", "in", row.get("document_id"), row["id"], axis_id=row["axis_item"], sha256=row["sha256"],
+                          detail={"reason": reason}),
+        ])
+        row.update(state="quarantined", reason=reason)
+        ctx.observer.failed("in")
+        ctx.doc_log(logging.WARNING, f"quarantined: {reason}", document_id=row.get("document_id"), tracking_id=row["id"])
+
+    def _reject(self, row: dict[str, Any]) -> None:
+        ctx = self.ctx
+        reason = row["reason"] or "refused"
+        if row["sender"] and row["document_id"] and row["kind"] == "edoc":
+            self.outbox.submit_status(
+                StatusRequest(document_id=row["document_id"], to=row["sender"], status_code="02", description=reason[:500]),
+                intake_key=f"status02:{row['id']}", answering=self._answering(row),
+            )
+        self._acknowledge(row, ok=False, reason=reason[:500])
+
+    # ---- helpers
+
+    def _answering(self, row: dict[str, Any]) -> Edoc | None:
+        try:
+            with parse(self.ctx.evidence.path_for(row["sha256"]), validate=False) as parsed:
+                message = parsed.message
+                return message if isinstance(message, Edoc) else None
+        except (EdxmlError, OSError):
+            return None
+
+    def _recipient(self, message: Edoc) -> str:
+        ours = self.ctx.agency_code
+        codes = [o.organ_id for o in message.to if o.organ_id]
+        return ours if ours in codes or not codes else codes[0]
+
+    def _failed(self, row: dict[str, Any], error: str, *, retryable: bool) -> None:
+        ctx = self.ctx
+        fresh = ctx.store.inbound(row["id"]) or row
+        failures = fresh["attempts"] + 1
+        age = time.time() - fresh["received_at"]
+        ctx.observer.failed("in")
+        if retryable and not ctx.settings.retry.exhausted(failures, age):
+            delay = ctx.settings.retry.delay(failures)
+            ctx.store.update_inbound(row["id"], ctx.settings.worker_id, {
+                "attempts": failures, "next_attempt_at": time.time() + delay, "last_error": error,
+                "claimed_by": None, "claimed_until": None,
+            })
+            ctx.observer.retried("in")
+            ctx.doc_log(logging.WARNING, f"inbound step failed (attempt {failures}), retrying in {delay:.0f} s: {error}",
+                        document_id=fresh.get("document_id"), tracking_id=row["id"])
+            return
+        ctx.store.update_inbound(row["id"], ctx.settings.worker_id, {
+            "state": "dead", "attempts": failures, "last_error": error, "reason": f"stopped at {fresh['state']}: {error}",
+            "claimed_by": None, "claimed_until": None,
+        }, [ExchangeEvent("in.dead", "in", fresh.get("document_id"), row["id"], detail={"reason": error, "step": fresh["state"]})])
+        ctx.observer.dead("in")
+        ctx.doc_log(logging.ERROR, f"dead at {fresh['state']}: {error}", document_id=fresh.get("document_id"), tracking_id=row["id"])
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat()
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
