@@ -69,6 +69,8 @@ def write_site_config(
     retry_schedule: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0),
     max_attempts: int = 50,
     extra: str = "",
+    inbox: Path | None = None,
+    data_dir: Path | None = None,
 ) -> SiteAgency:
     """Write ``folder/connector.toml`` (and the secret files) for one agency; returns its layout."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +92,7 @@ def write_site_config(
 [connector]
 agency = {_q(code)}
 name = {_q(name)}
-data_dir = "data"
+data_dir = {_q(data_dir or "data")}
 {f'database_url = {_q(database_url)}' if database_url else '# database_url: SQLite at data/connector.db'}
 clerk_name = "Văn thư"
 clerk_department = "Văn phòng"
@@ -121,7 +123,7 @@ rules = [{{ kind = "status", to = ["statuses"] }}]
 
 [routing.destinations.inbox]
 type = "folder"
-path = "dms/inbox"
+path = {_q(inbox or "dms/inbox")}
 
 [routing.destinations.statuses]
 type = "folder"

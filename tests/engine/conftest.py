@@ -50,12 +50,12 @@ def make_side(tmp_path, sandbox, dev_pki):
     creds = {a.organ_id: {"token": a.token, "secret": a.secret} for a in sandbox.store.agencies()}
 
     def make(code: str, binding: str, *, database_url: str | None = None, extra: str = "", audit: bool = False,
-             folder: str | None = None) -> Side:
+             folder: str | None = None, inbox: Path | None = None, data_dir: Path | None = None) -> Side:
         site = write_site_config(
             tmp_path / (folder or code), code=code, name=code, binding=binding, sandbox_url=sandbox.url,
             credentials=creds[code], pki=dev_pki, database_url=database_url,
             retry_schedule=(0.0,), max_attempts=3,
-            extra=extra + ("" if audit else "\n[audit]\nenabled = false\n"),
+            extra=extra + ("" if audit else "\n[audit]\nenabled = false\n"), inbox=inbox, data_dir=data_dir,
         )
         rt = open_runtime(load_config(site.config_path))
         opened.append(rt)
@@ -87,3 +87,9 @@ def rounds(*sides: Side, times: int = 4) -> None:
 
 def inbox_docs(side: Side) -> list[Path]:
     return sorted(p for p in side.site.inbox.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+@pytest.fixture
+def pg_url_pair(postgres_server) -> tuple[str, str]:
+    """Two fresh PostgreSQL databases (one per agency; instances of one agency share one)."""
+    return postgres_server.new_database(), postgres_server.new_database()
