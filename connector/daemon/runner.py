@@ -18,6 +18,7 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from ..axis.errors import AxisError
 from ..engine.context import GateClosed
 from ..engine.outbox import IntakeError, StatusRequest
 from ..edxml.model import StaffInfo
@@ -43,13 +44,16 @@ class MetricsObserver:
         self.m.document_received(latency)
 
     def failed(self, direction: str) -> None:
-        self.m.document_failed(direction)
+        self.m.document_failed(_DIRECTIONS[direction])
 
     def retried(self, direction: str) -> None:
-        self.m.document_retried(direction)
+        self.m.document_retried(_DIRECTIONS[direction])
 
     def dead(self, direction: str) -> None:
-        self.m.document_dead(direction)
+        self.m.document_dead(_DIRECTIONS[direction])
+
+
+_DIRECTIONS = {"out": "outbound", "in": "inbound"}
 
 
 class Daemon:
@@ -66,6 +70,7 @@ class Daemon:
             "coalesce": True, "max_instances": 1, "misfire_grace_time": int(self.config.schedule.misfire_grace_s),
         })
         self.folder_intake = None
+        self._stale_after = 600.0
         self.http_intake = None
         self.ops = None
 
@@ -79,6 +84,9 @@ class Daemon:
                 fn()
             except GateClosed as exc:
                 log.error("exchange stopped (fail closed): %s", exc)
+            except AxisError as exc:
+                # Expected weather (a busy or unreachable axis): one line; the next round retries.
+                log.warning("%s round: the axis did not answer as expected: %s", name, exc)
             except Exception:  # noqa: BLE001 - a job never kills the daemon; the error is logged with its cause
                 log.exception("%s round failed", name)
 
@@ -103,7 +111,10 @@ class Daemon:
         intake = self.folder_intake
         if intake is None:
             return
-        for item in intake.claim():
+        items = intake.recover(self._stale_after) + intake.claim()
+        reports = intake.recover_status_reports(self._stale_after) + intake.status_reports()
+        self._stale_after = max(self._stale_after, 600.0)
+        for item in items:
             if self.stopping.is_set():
                 break
             try:
@@ -112,7 +123,7 @@ class Daemon:
                 intake.fail(item, exc.problems)
                 continue
             intake.complete(item, tracking)
-        for report in intake.status_reports():
+        for report in reports:
             try:
                 tracking = self.engine.submit_status(_status_request(report), intake_key=f"status-folder:{report.report_id}")
             except IntakeError as exc:
@@ -155,8 +166,14 @@ class Daemon:
 
         routing = self.config.routing
         if routing.intake.folder is not None:
-            self.folder_intake = FolderIntake(self.config.path(routing.intake.folder))
-            self.folder_intake.recover()
+            intake = routing.intake
+            self.folder_intake = FolderIntake(
+                self.config.path(intake.folder), settle_s=intake.settle_s, max_file_bytes=intake.max_file_bytes,
+                status_dir=self.config.path(routing.status_folder) if routing.status_folder else None,
+            )
+            # Drops and reports a killed run had claimed: ours at once when we are the only
+            # instance (SQLite), otherwise once they are clearly abandoned.
+            self._stale_after = 0.0 if self.rt.lock_fd is not None else 600.0
         if routing.intake.http is not None:
             self._start_http_intake()
         if self.config.ops.port is not None:

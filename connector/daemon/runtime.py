@@ -168,7 +168,8 @@ def _audit(config: Config, db: sa.Engine, evidence: EvidenceStore, key: SigningK
         return None
     import datetime as dt
 
-    from ..audit.log import AuditLog, Sealer
+    from ..audit.log import AuditLog
+    from ..audit.seal import Sealer
     from ..audit.tsa import TsaClient
 
     a = config.audit

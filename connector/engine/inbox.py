@@ -129,7 +129,14 @@ class Inbox:
             row = self.ctx.store.claim_inbound(self.ctx.settings.worker_id, self.ctx.settings.lease)
             if row is None:
                 break
-            self.process_one(row)
+            try:
+                self.process_one(row)
+            except GateClosed:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug must not strand the row: retry it later, loudly
+                self.ctx.doc_log(logging.ERROR, f"internal error while receiving: {exc!r}", document_id=row.get("document_id"),
+                                 tracking_id=row["id"], exc_info=True)
+                self._failed(row, f"internal error: {exc!r}", retryable=True)
             done += 1
         return done
 

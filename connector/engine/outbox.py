@@ -170,7 +170,14 @@ class Outbox:
             row = self.ctx.store.claim_outbound(self.ctx.settings.worker_id, self.ctx.settings.lease)
             if row is None:
                 break
-            self.send_one(row)
+            try:
+                self.send_one(row)
+            except GateClosed:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug must not strand the row: retry it later, loudly
+                self.ctx.doc_log(logging.ERROR, f"internal error while sending: {exc!r}", document_id=row["document_id"],
+                                 tracking_id=row["id"], exc_info=True)
+                self._failed(row, f"internal error: {exc!r}", retryable=True)
             done += 1
         return done
 

@@ -286,7 +286,7 @@ class Store:
         cond = sa.and_(
             table.c.state.in_(states),
             table.c.next_attempt_at <= now,
-            sa.or_(table.c.claimed_until.is_(None), table.c.claimed_until < now, table.c.claimed_by == worker),
+            sa.or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
         )
         if extra is not None:
             cond = sa.and_(cond, extra)
