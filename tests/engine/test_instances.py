@@ -37,7 +37,7 @@ def test_two_instances_share_one_database_without_duplicates(make_side, pg_url_p
         t.start()
     for t in threads:
         t.join(timeout=120)
-    for side in sender + receiver:
+    for side in receiver + sender:  # the receivers' last answers, then the senders read them
         side.engine.run_once()
     assert not errors, errors
 

@@ -1,0 +1,230 @@
+"""The local HTTP intake API: the DMS posts documents and status reports, and tracks them.
+
+Served with :class:`connector.httpserver.WsgiServer` (loopback by default). Every route
+needs ``Authorization: Bearer <token>`` (compared in constant time); otherwise 401.
+
+``POST /documents``  ``multipart/form-data``: a ``metadata`` part (the document JSON,
+    schemas/document.schema.json; attachment entries may leave out content_id, content_type,
+    size and sha256) and one part per file (any field name, ``filename`` = the attachment's
+    name). Files are streamed into a folder of their own under ``spool_dir``; they are checked
+    as a folder drop is (:mod:`.intake_checks`), then ``submit(document, files)`` is called.
+    202 ``{"tracking_id": ...}`` (and ``Location``); 422 ``{"error", "problems": [...]}`` for
+    bad input; 413 over a size limit. The request's spool folder is removed when the request
+    ends: ``submit`` copies or moves what it keeps.
+``GET /documents/<tracking id>``  200 with ``track(id)`` as JSON, 404 when it returns None.
+``POST /statuses``  a JSON status report (:mod:`.status_report`); 202 ``{"tracking_id": ...}``
+    from ``report_status(report)``, 422 with the problems.
+
+An exception other than :class:`IntakeRejected` from a callback is logged and answered 500
+with a one-line message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import shutil
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from connector.edxml.names import normalized, unsafe_reason
+
+from .formdata import FormError, FormLimits, parse_form
+from .intake_checks import (
+    MAX_METADATA_BYTES,
+    DocumentCheck,
+    IntakeRejected,
+    check_drop,
+    parse_json,
+)
+from .status_report import StatusReport, parse_status_report
+
+__all__ = ["IntakeRejected", "StatusReport", "intake_app"]
+
+log = logging.getLogger("connector.routing.http_intake")
+
+MAX_STATUS_BYTES = 1024**2
+_REASONS = {
+    200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+    405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
+    415: "Unsupported Media Type", 422: "Unprocessable Content", 500: "Internal Server Error",
+}
+
+Submit = Callable[[dict, list[Path]], str]
+Track = Callable[[str], "dict | None"]
+ReportStatus = Callable[[StatusReport], str]
+
+
+class _Answer(Exception):
+    """An early answer (an error status) from anywhere in a handler."""
+
+    def __init__(self, status: int, error: str, problems: list[str] | None = None, headers: list | None = None):
+        self.status, self.error, self.problems, self.headers = status, error, problems, headers or []
+
+
+def intake_app(
+    submit: Submit,
+    track: Track,
+    report_status: ReportStatus,
+    token: str,
+    *,
+    spool_dir: str | Path,
+    max_body_bytes: int = 2 * 1024**3,
+    max_file_bytes: int = 1024**3,
+    check: DocumentCheck | None = None,
+) -> Callable:
+    """The WSGI app of the intake API (see the module docstring)."""
+    if not token or not token.strip():
+        raise ValueError("the intake API needs a non-empty token")
+    expected = token.strip().encode("utf-8")
+    spool = Path(spool_dir)
+    spool.mkdir(parents=True, exist_ok=True)
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        try:
+            _authorize(environ, expected)
+            method = environ.get("REQUEST_METHOD", "GET").upper()
+            path = environ.get("PATH_INFO", "") or "/"
+            if path.rstrip("/") == "/documents":
+                _allow(method, "POST")
+                status, body, headers = _post_document(environ, submit, spool, max_body_bytes, max_file_bytes, check)
+            elif path.startswith("/documents/") and len(path) > len("/documents/"):
+                _allow(method, "GET")
+                tracking_id = path[len("/documents/"):]
+                found = track(tracking_id)
+                if found is None:
+                    raise _Answer(404, f"no document has the tracking id {tracking_id!r}")
+                status, body, headers = 200, found, []
+            elif path.rstrip("/") == "/statuses":
+                _allow(method, "POST")
+                status, body, headers = _post_status(environ, report_status)
+            else:
+                raise _Answer(404, f"no such resource {path!r} (routes: POST /documents, GET /documents/<id>, POST /statuses)")
+        except _Answer as answer:
+            status, headers = answer.status, answer.headers
+            body = {"error": answer.error}
+            if answer.problems is not None:
+                body["problems"] = answer.problems
+        except Exception:
+            log.exception("intake API: %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            status, headers = 500, []
+            body = {"error": "internal error in the connector; the operator finds the detail in its log"}
+        data = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+        start_response(
+            f"{status} {_REASONS.get(status, '')}".strip(),
+            [("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(data))), *headers],
+        )
+        return [data]
+
+    return app
+
+
+def _authorize(environ: dict, expected: bytes) -> None:
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = header.partition(" ")
+    given = value.strip().encode("utf-8", "replace")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
+        raise _Answer(401, "missing or wrong bearer token", headers=[("WWW-Authenticate", 'Bearer realm="edoc-connector intake"')])
+
+
+def _allow(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise _Answer(405, f"method {method} not allowed here; use {allowed}", headers=[("Allow", allowed)])
+
+
+def _body_stream(environ: dict, limit: int) -> BinaryIO:
+    """The request body, bounded by Content-Length (or de-chunked by the server)."""
+    stream = environ["wsgi.input"]
+    if environ.get("connector.chunked"):
+        return _Bounded(stream, None, limit)
+    length = environ.get("CONTENT_LENGTH") or ""
+    if not length.strip():
+        raise _Answer(411, "a Content-Length (or a chunked body) is required")
+    try:
+        size = int(length)
+    except ValueError:
+        raise _Answer(400, f"Content-Length {length!r} is not a number") from None
+    if size > limit:
+        raise _Answer(413, f"the body is {size} bytes, over the limit of {limit}")
+    return _Bounded(stream, size, limit)
+
+
+class _Bounded:
+    """Reads at most ``size`` bytes (never past the request), refusing more than ``limit``."""
+
+    def __init__(self, stream: BinaryIO, size: int | None, limit: int):
+        self.stream, self.left, self.limit, self.total = stream, size, limit, 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.left is not None:
+            if self.left <= 0:
+                return b""
+            n = self.left if n < 0 else min(n, self.left)
+        data = self.stream.read(n)
+        self.total += len(data)
+        if self.left is not None:
+            self.left -= len(data)
+        if self.total > self.limit:
+            raise _Answer(413, f"the body is over the limit of {self.limit} bytes")
+        return data
+
+
+def _post_document(environ: dict, submit: Submit, spool: Path, max_body: int, max_file: int,
+                   check: DocumentCheck | None) -> tuple[int, Any, list]:
+    stream = _body_stream(environ, max_body)
+    folder = spool / uuid.uuid4().hex
+    folder.mkdir()
+    try:
+        problems: list[str] = []
+        taken: set[str] = set()
+
+        def file_path(index: int, filename: str) -> Path:
+            reason = unsafe_reason(filename)
+            key = normalized(filename).casefold()
+            if reason:
+                problems.append(f"file part {index} {filename!r}: not a safe file name: {reason}")
+            elif key in taken:
+                problems.append(f"file part {index} {filename!r}: two file parts have this name")
+            else:
+                taken.add(key)
+                return folder / normalized(filename)
+            return folder / f".rejected-part-{index}"
+
+        limits = FormLimits(max_field_bytes=MAX_METADATA_BYTES, max_file_bytes=max_file, max_total=max_body)
+        try:
+            form = parse_form(stream, environ.get("CONTENT_TYPE", ""), folder, limits=limits, file_path=file_path)
+        except FormError as exc:
+            raise _Answer(exc.status, f"cannot read the multipart body: {exc}") from None
+        metadata = form.fields.get("metadata", [])
+        if len(metadata) != 1:
+            problems.insert(0, "metadata: expected exactly one form field named \"metadata\" holding the document JSON"
+                               f", got {len(metadata)}")
+            raise _Answer(422, "the document was not accepted", problems)
+        try:
+            document = parse_json(metadata[0], "metadata")
+            if problems:
+                raise IntakeRejected(problems)
+            checked = check_drop(document, folder, source="metadata", max_file_bytes=max_file, check=check,
+                                 where="among the uploaded files")
+            tracking_id = submit(checked.document, checked.files)
+        except IntakeRejected as exc:
+            raise _Answer(422, "the document was not accepted", problems + [p for p in exc.problems if p not in problems]) from None
+        return 202, {"tracking_id": tracking_id, "url": f"/documents/{tracking_id}"}, [("Location", f"/documents/{tracking_id}")]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _post_status(environ: dict, report_status: ReportStatus) -> tuple[int, Any, list]:
+    stream = _body_stream(environ, MAX_STATUS_BYTES)
+    data = stream.read(MAX_STATUS_BYTES + 1)
+    if len(data) > MAX_STATUS_BYTES:
+        raise _Answer(413, f"a status report is a small JSON object; the body is over {MAX_STATUS_BYTES} bytes")
+    try:
+        report = parse_status_report(parse_json(data, "body"), source="body")
+        tracking_id = report_status(report)
+    except IntakeRejected as exc:
+        raise _Answer(422, "the status report was not accepted", exc.problems) from None
+    return 202, {"tracking_id": tracking_id}, []

@@ -1,0 +1,204 @@
+"""Webhook delivery: a multipart POST of each inbound item to the DMS's HTTP endpoint.
+
+The request (``multipart/form-data``, with ``Content-Length``)::
+
+    POST <url>
+    Idempotency-Key: <delivery id>        the DMS de-duplicates on it
+    X-Edoc-Kind: edoc | status
+    Authorization: Bearer <token>  |  Basic ...   (auth = bearer | basic; tls: a client certificate)
+
+    part "metadata"    application/json: document JSON + signature + axis_id + received_at
+                       + "delivery": {id, destination, attachments: [{content_id, name, file}], raw_file}
+    part "attachment"  one per attachment, in the order of delivery.attachments, filename = its safe name
+    part "edxml"       the raw signed envelope (include_raw = true), filename message.edxml
+
+Files are streamed from disk on every attempt. Answers: 2xx delivered (the ``Location``
+header, made absolute, if any, else the URL, is returned); 408, 425, 429 and 5xx, a timeout or a refused
+connection are retried ``retries`` times with exponential backoff and full jitter, then
+raised as retryable; another 4xx (or a redirect, which is not followed) is permanent, with
+the DMS's own answer quoted. TLS failures are permanent too: retrying cannot fix a certificate.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import ssl
+import time
+from collections.abc import Callable
+from urllib.parse import urljoin
+
+import requests
+
+from .config import SecretError, WebhookDestinationConfig, resolve_secret
+from .delivery import Delivery, DeliveryError
+from .formdata import FormBody, FormField, FormFile
+from .naming import RAW_FILE, attachment_file_names, metadata_bytes
+
+__all__ = ["WebhookDestination"]
+
+RETRYABLE_STATUS = {408, 425, 429}
+_ANSWER_LIMIT = 2000
+
+
+class WebhookDestination:
+    """POSTs each item to ``config.url``."""
+
+    def __init__(
+        self,
+        name: str,
+        config: WebhookDestinationConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.name = name
+        self.config = config
+        self._sleep = sleep
+        self._session = requests.Session()
+        self._session.trust_env = False  # no proxy or netrc from the environment: the URL is explicit
+        self._session.verify = str(config.ca_bundle) if config.ca_bundle else True
+
+    def deliver(self, delivery: Delivery) -> str:
+        headers = {
+            "Idempotency-Key": delivery.delivery_id,
+            "X-Edoc-Kind": delivery.kind,
+            "Accept": "application/json, */*;q=0.5",
+        }
+        cert = self._credentials(headers)
+        body = self._body(delivery)
+        headers["Content-Type"] = body.content_type
+        attempt = 0
+        while True:
+            try:
+                response = self._session.post(
+                    self.config.url,
+                    data=body,
+                    headers=headers,
+                    cert=cert,
+                    timeout=self.config.timeout_s,
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except requests.exceptions.SSLError as exc:
+                raise self._error(f"TLS failure talking to {self.config.url}: {_short(exc)}", retryable=False) from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if _tls_cause(exc):
+                    raise self._error(f"TLS failure talking to {self.config.url}: {_short(exc)}", retryable=False) from None
+                problem = f"{'timed out' if isinstance(exc, requests.Timeout) else 'cannot connect'}: {_short(exc)}"
+            except requests.RequestException as exc:  # the connection broke mid-answer, and the like
+                problem = f"HTTP exchange failed: {_short(exc)}"
+            except OSError as exc:  # a file changed or vanished while it was being sent
+                raise self._error(f"cannot read a file to send: {exc}", retryable=True) from None
+            else:
+                with response:
+                    status = response.status_code
+                    if 200 <= status < 300:
+                        location = response.headers.get("Location")
+                        return urljoin(self.config.url, location) if location else self.config.url
+                    answer = _answer(response)
+                if 300 <= status < 400:
+                    where = response.headers.get("Location", "?")
+                    raise self._error(f"HTTP {status} redirect to {where} (not followed; fix the url){answer}", retryable=False)
+                if status >= 500 or status in RETRYABLE_STATUS:
+                    problem = f"HTTP {status} {response.reason or ''}".rstrip() + answer
+                else:
+                    raise self._error(
+                        f"the DMS refused the item: HTTP {status} {response.reason or ''}".rstrip() + answer,
+                        retryable=False,
+                    )
+            if attempt >= self.config.retries:
+                tries = attempt + 1
+                raise self._error(
+                    f"{problem} (after {tries} attempt{'s' if tries != 1 else ''} to {self.config.url})", retryable=True
+                )
+            self._sleep(random.uniform(0, self.config.backoff_s * (2**attempt)))
+            attempt += 1
+
+    def close(self) -> None:
+        self._session.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _error(self, message: str, *, retryable: bool) -> DeliveryError:
+        return DeliveryError(message, destination=self.name, retryable=retryable)
+
+    def _credentials(self, headers: dict[str, str]) -> tuple[str, str] | None:
+        """The client certificate, if any; a bearer token or basic credentials go into
+        ``headers``. Secrets are read now, at each delivery, so rotating one needs no reload."""
+        c = self.config
+        try:
+            if c.auth == "bearer":
+                token = resolve_secret(c.token_env, c.token_file, f"bearer token of destination {self.name!r}")
+                headers["Authorization"] = f"Bearer {token}"
+            if c.auth == "basic":
+                password = resolve_secret(c.password_env, c.password_file, f"password of destination {self.name!r}")
+                # RFC 7617 with charset UTF-8 (requests would encode as Latin-1, losing Vietnamese)
+                pair = f"{c.username or ''}:{password}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        except SecretError as exc:
+            raise self._error(str(exc), retryable=False) from None
+        if c.auth == "tls":
+            for path in (c.client_cert, c.client_key):
+                if not path or not path.is_file():
+                    raise self._error(f"client certificate file {path} does not exist", retryable=False)
+            return str(c.client_cert), str(c.client_key)
+        return None
+
+    def _body(self, delivery: Delivery) -> FormBody:
+        attachments = delivery.attachments
+        names = attachment_file_names(attachments)
+        parts: list[FormField | FormFile] = []
+        for attachment in attachments:
+            if attachment.data is None:
+                raise self._error(f"attachment {attachment.name!r} has no content to send", retryable=False)
+        extra = {
+            "id": delivery.delivery_id,
+            "destination": self.name,
+            "attachments": [{"content_id": a.content_id, "name": a.name, "file": f} for a, f in zip(attachments, names)],
+            "raw_file": RAW_FILE if self.config.include_raw else None,
+        }
+        parts.append(FormField("metadata", metadata_bytes(delivery, extra), "application/json; charset=utf-8"))
+        for attachment, file_name in zip(attachments, names):
+            data = attachment.data
+            parts.append(FormFile("attachment", file_name, data.size, data.open, attachment.content_type))  # type: ignore[union-attr]
+        if self.config.include_raw:
+            raw = delivery.raw_path
+            try:
+                size = raw.stat().st_size
+            except OSError as exc:
+                raise self._error(f"cannot read the raw message {raw}: {exc.strerror}", retryable=True) from None
+            parts.append(FormFile("edxml", RAW_FILE, size, lambda: open(raw, "rb"), "application/xml"))  # noqa: SIM115 - opened by FormBody in a with
+        return FormBody(parts)
+
+
+def _answer(response: requests.Response) -> str:
+    """The start of the DMS's answer, for the error text (``: <text>``), never more than 2000 chars."""
+    try:
+        data = response.raw.read(_ANSWER_LIMIT + 1, decode_content=True) if response.raw else b""
+    except Exception:  # noqa: BLE001 - an unreadable answer is only missing detail
+        return ""
+    text = data[:_ANSWER_LIMIT].decode(response.encoding or "utf-8", "replace").strip()
+    if not text:
+        return ""
+    return f": {text}{'…' if len(data) > _ANSWER_LIMIT else ''}"
+
+
+def _tls_cause(exc: BaseException) -> bool:
+    """Whether an ssl.SSLError (not a mere EOF or reset) sits in ``exc``'s chain or arguments
+    (with TLS 1.3 a refused client certificate shows only on the first read)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ssl.SSLError) and not isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            return True
+        todo.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args) if isinstance(x, BaseException))
+    return False
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:300] + "…"
