@@ -26,6 +26,7 @@ from .config import ConfigError, load_config
 from .health import Health, callable_check, certificate_expiry_check, last_poll_check
 from .metrics import Metrics, QueueSample
 from .ops_http import ops_app, start_ops_server
+from ..routing.delivery import open_destination
 from .runtime import Runtime, make_router
 
 log = logging.getLogger("connector.daemon")
@@ -223,8 +224,12 @@ class Daemon:
     def reload_routing(self) -> None:
         try:
             fresh = load_config(self.config.source) if self.config.source else self.config
-            self.engine.set_router(make_router(fresh))
-            log.info("routing rules reloaded (%d rule(s))", len(fresh.routing.rules))
+            destinations = {name: open_destination(name, d) for name, d in fresh.routing.destinations.items()}
+            old = self.engine.set_routing(make_router(fresh), destinations)
+            self.rt.destinations = destinations
+            for destination in old.values():
+                destination.close()
+            log.info("routing rules reloaded (%d rule(s), %d destination(s))", len(fresh.routing.rules), len(destinations))
         except ConfigError as exc:
             log.error("routing rules NOT reloaded, keeping the old ones: %s", exc)
 

@@ -28,9 +28,12 @@ class Engine:
     def submit_status(self, request: StatusRequest, *, intake_key: str | None = None) -> str:
         return self.outbox.submit_status(request, intake_key=intake_key)
 
-    def set_router(self, router) -> None:
-        """Swap the routing rules (SIGHUP); the next item uses the new ones."""
-        self.inbox.router = router
+    def set_routing(self, router, destinations: dict[str, Any]) -> dict[str, Any]:
+        """Swap the routing rules and destinations (SIGHUP); the next item uses the new ones.
+        Returns the previous destinations for the caller to close."""
+        old = self.inbox.destinations
+        self.inbox.router, self.inbox.destinations = router, destinations
+        return old
 
     # rounds of work
     def send_due(self, limit: int = 100) -> int:
