@@ -32,6 +32,12 @@ def test_demo_once_delivers_every_sample_both_ways(tmp_path):
     # the clerks' folders show what was sent
     assert len(list((tmp_path / H16 / "dms" / "sent").iterdir())) == 2
     assert "Đã đến" in result.stderr
+    # the exchange log of each side verifies, found through the daemon's configuration
+    for code in (H16, G22):
+        audit = subprocess.run([sys.executable, "cli.py", "audit", "--config", str(tmp_path / code / "connector.toml"), "verify"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert audit.returncode == 0, audit.stderr + audit.stdout
+        assert "OK: the log is intact" in audit.stdout
 
 
 def test_demo_reruns_in_the_same_folder(tmp_path):

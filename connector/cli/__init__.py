@@ -12,6 +12,7 @@ import sys
 import click
 
 from .edxml_commands import build_cmd, extract_cmd, inspect_cmd, validate_cmd
+from .audit_commands import ConfigLoader, audit_group
 from .daemon_commands import cancel_cmd, poll_cmd, resend_cmd, run_cmd, send_cmd, status_cmd
 from .demo import demo_cmd
 from .sandbox_command import sandbox_cmd
@@ -33,14 +34,14 @@ cli.add_command(sign_cmd)
 cli.add_command(verify_cmd)
 cli.add_command(certs_group)
 cli.add_command(sandbox_cmd)
-for _command in (run_cmd, status_cmd, poll_cmd, send_cmd, resend_cmd, cancel_cmd):
+for _command in (run_cmd, status_cmd, poll_cmd, send_cmd, resend_cmd, cancel_cmd, audit_group):
     cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning any unexpected exception into one readable line."""
     try:
-        cli.main(args=argv, prog_name="cli.py", standalone_mode=True)
+        cli.main(args=argv, prog_name="cli.py", standalone_mode=True, obj=ConfigLoader())
     except SystemExit:
         raise
     except KeyboardInterrupt:

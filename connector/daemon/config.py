@@ -115,7 +115,8 @@ class AuditSection(_Strict):
     tsa_url: str | None = None
     tsa_ca: Path | None = None
     fail_closed_after_s: float | None = Field(default=None, gt=0)
-    archive_dir: Path | None = None
+    archive_dir: Path | None = None  # default: data_dir/audit-archive
+    archive_after_days: float = Field(default=30.0, gt=0)  # sealed entries older than this move to archive files
 
 
 class Config(_Strict):

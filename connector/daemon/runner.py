@@ -136,6 +136,17 @@ class Daemon:
         if self.rt.audit is not None:
             self.rt.audit.seal()
 
+    def _round_archive(self) -> None:
+        if self.rt.audit is None:
+            return
+        a = self.config.audit
+        folder = self.config.path(a.archive_dir) if a.archive_dir else self.config.data_dir / "audit-archive"
+        folder.mkdir(parents=True, exist_ok=True)
+        before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=a.archive_after_days)
+        path = self.rt.audit.archive(before, folder)
+        if path is not None:
+            log.info("audit log: archived old entries to %s", path)
+
     # ------------------------------------------------------------------ health & metrics
 
     def _queue_sample(self) -> QueueSample:
@@ -189,6 +200,7 @@ class Daemon:
             ("poll", self._round_poll, s.poll_every_s),
             ("process", self._round_process, max(s.send_every_s, 5.0)),
             ("seal", self._round_seal, s.seal_every_s),
+            ("archive", self._round_archive, 24 * 3600.0),
         ]
         for name, fn, every in jobs:
             self.scheduler.add_job(self._job(name, fn), "interval", seconds=every, id=name, next_run_time=now)

@@ -225,7 +225,8 @@ class Inbox:
                 for answered in status.response_for:
                     if not answered.document_id:
                         continue
-                    event = lambda out_id: [ExchangeEvent("out.status_received", "out", answered.document_id, out_id,
+                    name = "out.delivered" if status.status_code == "01" else "out.status_received"
+                    event = lambda out_id: [ExchangeEvent(name, "out", answered.document_id, out_id,
                                                           axis_id=row["axis_item"], sha256=row["sha256"],
                                                           detail={"status_code": status.status_code, "from": status.from_.organ_id})]
                     out_id = ctx.store.apply_status(document_id=answered.document_id, our_sender=ctx.agency_code,

@@ -1,0 +1,213 @@
+"""Reading the log back: entries and batches in seq order across archive files and the database.
+
+Used by ``verify``, ``trail`` and ``export``. Archive files are found where ``audit_archives``
+says they were written, or, with ``archive_dir``, by their file name in that folder (archives
+moved to another disk or restored from a backup).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from .archive import ArchiveItem, read_archive
+from .records import Batch, batch_from_row, entry_fields, utc
+from .standalone import parse_time
+from .tables import audit_archives, audit_batches, audit_entries
+
+DATABASE = "database"
+
+
+class LogReadError(Exception):
+    """An archive file cannot be read or holds a malformed line: ``where`` names it."""
+
+    def __init__(self, where: str, what: str) -> None:
+        self.where = where
+        self.what = what
+        super().__init__(f"{where}: {what}")
+
+
+@dataclass(frozen=True)
+class ArchiveRow:
+    id: int
+    path: str
+    sha256: str
+    prev_archive_sha256: str | None
+    first_seq: int
+    last_seq: int
+    last_entry_hash: str
+    last_batch_id: int
+    first_at: dt.datetime
+    last_at: dt.datetime
+    created: dt.datetime
+
+
+class LogReader:
+    """Entries and batches of the whole log (archives, then the database)."""
+
+    def __init__(self, engine: sa.Engine, archive_dir: Path | None = None) -> None:
+        self.engine = engine
+        self.archive_dir = Path(archive_dir) if archive_dir is not None else None
+        self._archives: list[ArchiveRow] | None = None
+
+    # -- archives
+
+    def archives(self) -> list[ArchiveRow]:
+        if self._archives is None:
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.select(audit_archives).order_by(audit_archives.c.first_seq,
+                                                                        audit_archives.c.id)).mappings().all()
+            self._archives = [ArchiveRow(
+                int(r["id"]), r["path"], r["sha256"], r["prev_archive_sha256"], int(r["first_seq"]),
+                int(r["last_seq"]), r["last_entry_hash"], int(r["last_batch_id"]), utc(r["first_at"]),
+                utc(r["last_at"]), utc(r["created"])) for r in rows]
+        return self._archives
+
+    def archive_path(self, row: ArchiveRow) -> Path:
+        recorded = Path(row.path)
+        return self.archive_dir / recorded.name if self.archive_dir is not None else recorded
+
+    def archive_items(self, row: ArchiveRow) -> Iterator[ArchiveItem]:
+        """Parsed lines of one archive; OSError when the file is missing or unreadable."""
+        return read_archive(self.archive_path(row))
+
+    def _strict_items(self, row: ArchiveRow) -> Iterator[ArchiveItem]:
+        path = self.archive_path(row)
+        try:
+            for item in read_archive(path):
+                if item.kind == "error":
+                    raise LogReadError(f"archive file {path} line {item.line}", f"{item.value}; run 'audit verify'")
+                yield item
+        except OSError as exc:
+            raise LogReadError(f"archive file {path}", f"cannot be read ({exc.strerror or exc})") from None
+
+    # -- entries and batches
+
+    def entries(self, lo: int | None = None, hi: int | None = None) -> Iterator[tuple[dict[str, Any], str]]:
+        """(fields, where) for entries with lo <= seq <= hi, in seq order (strict: LogReadError)."""
+        for row in self.archives():
+            if (hi is not None and row.first_seq > hi) or (lo is not None and row.last_seq < lo):
+                continue
+            path = self.archive_path(row)
+            for item in self._strict_items(row):
+                if item.kind == "entry" and _inside(item.value["seq"], lo, hi):
+                    yield item.value, f"archive file {path} line {item.line}"
+        yield from self.database_entries(lo, hi)
+
+    def database_entries(self, lo: int | None = None, hi: int | None = None,
+                         where: Any = None) -> Iterator[tuple[dict[str, Any], str]]:
+        query = sa.select(audit_entries).order_by(audit_entries.c.seq)
+        if lo is not None:
+            query = query.where(audit_entries.c.seq >= lo)
+        if hi is not None:
+            query = query.where(audit_entries.c.seq <= hi)
+        if where is not None:
+            query = query.where(where)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=1000).execute(query).mappings()
+            for row in result:
+                yield entry_fields(row), DATABASE
+
+    def batches(self, lo: int | None = None, hi: int | None = None, *,
+                strict: bool = True) -> list[tuple[Batch, str]]:
+        """(batch, where) for batches overlapping lo..hi, archived ones first."""
+        found: list[tuple[Batch, str]] = []
+        for row in self.archives():
+            if (hi is not None and row.first_seq > hi) or (lo is not None and row.last_seq < lo):
+                continue
+            path = self.archive_path(row)
+            items = self._strict_items(row) if strict else _lenient(self, row)
+            for item in items:
+                if item.kind == "batch" and _overlaps(item.value, lo, hi):
+                    found.append((item.value, f"archive file {path} line {item.line}"))
+        query = sa.select(audit_batches).order_by(audit_batches.c.first_seq)
+        if lo is not None:
+            query = query.where(audit_batches.c.last_seq >= lo)
+        if hi is not None:
+            query = query.where(audit_batches.c.first_seq <= hi)
+        with self.engine.connect() as conn:
+            for row in conn.execute(query).mappings():
+                found.append((batch_from_row(row), f"{DATABASE} (audit_batches id {row['id']})"))
+        return found
+
+    def count(self, lo: int | None = None, hi: int | None = None) -> int:
+        """How many entries the range holds (archives by their recorded ranges)."""
+        total = 0
+        for row in self.archives():
+            a = max(row.first_seq, lo) if lo is not None else row.first_seq
+            b = min(row.last_seq, hi) if hi is not None else row.last_seq
+            total += max(0, b - a + 1)
+        query = sa.select(sa.func.count()).select_from(audit_entries)
+        if lo is not None:
+            query = query.where(audit_entries.c.seq >= lo)
+        if hi is not None:
+            query = query.where(audit_entries.c.seq <= hi)
+        with self.engine.connect() as conn:
+            total += int(conn.execute(query).scalar() or 0)
+        return total
+
+    def window(self, since: dt.datetime | None, until: dt.datetime | None) -> tuple[int, int] | None:
+        """The seq range of entries with since <= at < until, or None when there are none."""
+        seqs: list[int] = []
+        for row in self.archives():
+            if (until is not None and row.first_at >= until) or (since is not None and row.last_at < since):
+                continue
+            for item in self._strict_items(row):
+                if item.kind == "entry":
+                    at = _at(item.value)
+                    if (since is None or at >= since) and (until is None or at < until):
+                        seqs.append(item.value["seq"])
+        query = sa.select(sa.func.min(audit_entries.c.seq), sa.func.max(audit_entries.c.seq))
+        if since is not None:
+            query = query.where(audit_entries.c.at >= since)
+        if until is not None:
+            query = query.where(audit_entries.c.at < until)
+        with self.engine.connect() as conn:
+            low, high = conn.execute(query).one()
+        if low is not None:
+            seqs += [int(low), int(high)]
+        return (min(seqs), max(seqs)) if seqs else None
+
+    def find(self, document_id: str) -> Iterator[tuple[dict[str, Any], str]]:
+        """Entries about one document (its document_id or tracking id), in log order."""
+        for row in self.archives():
+            path = self.archive_path(row)
+            for item in self._strict_items(row):
+                if item.kind == "entry" and document_id in (item.value["document_id"], item.value["tracking_id"]):
+                    yield item.value, f"archive file {path} line {item.line}"
+        yield from self.database_entries(where=sa.or_(audit_entries.c.document_id == document_id,
+                                                      audit_entries.c.tracking_id == document_id))
+
+    def head(self) -> tuple[int, str] | None:
+        """(seq, entry_hash) of the newest entry."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(audit_entries.c.seq, audit_entries.c.entry_hash)
+                               .order_by(audit_entries.c.seq.desc()).limit(1)).first()
+        if row is not None:
+            return int(row[0]), row[1]
+        archives = self.archives()
+        return (archives[-1].last_seq, archives[-1].last_entry_hash) if archives else None
+
+
+def _lenient(reader: LogReader, row: ArchiveRow) -> Iterator[ArchiveItem]:
+    try:
+        yield from reader.archive_items(row)
+    except OSError:
+        return
+
+
+def _inside(seq: int, lo: int | None, hi: int | None) -> bool:
+    return (lo is None or seq >= lo) and (hi is None or seq <= hi)
+
+
+def _overlaps(batch: Batch, lo: int | None, hi: int | None) -> bool:
+    return (lo is None or batch.last_seq >= lo) and (hi is None or batch.first_seq <= hi)
+
+
+def _at(fields: dict[str, Any]) -> dt.datetime:
+    return parse_time(fields["at"])
