@@ -12,7 +12,8 @@ Layout under the destination's ``path``::
 
 The directory is assembled under a hidden temporary name (``.partial-...``) inside ``path``
 and renamed into place when complete, so a DMS that skips dot-names never sees half a
-document. A second delivery of the same ``delivery_id`` finds the directory (its
+document; temporary folders a killed process left behind are removed once they are an hour
+old (younger ones may belong to another instance still writing). A second delivery of the same ``delivery_id`` finds the directory (its
 ``metadata.json`` names the delivery) and returns it untouched. A name held by another
 delivery gets a `` (2)`` suffix: nothing is ever overwritten.
 """
@@ -41,6 +42,7 @@ from .naming import (
 __all__ = ["FolderDestination"]
 
 PARTIAL_PREFIX = ".partial-"
+STALE_PARTIAL_S = 3600.0
 
 
 class FolderDestination:
@@ -50,6 +52,7 @@ class FolderDestination:
         self.name = name
         self.config = config
         self.root = Path(config.path)
+        self._swept = False
 
     def deliver(self, delivery: Delivery) -> str:
         attachments = delivery.attachments
@@ -102,6 +105,8 @@ class FolderDestination:
 
     def _ensure_root(self) -> None:
         if self.root.is_dir():
+            if not self._swept:
+                self._sweep_partials()
             return
         if not self.root.parent.is_dir():
             # Not created: a missing parent is often an unmounted share; writing under the
@@ -114,6 +119,20 @@ class FolderDestination:
             self.root.mkdir(exist_ok=True)
         except OSError as exc:
             raise self._error(f"cannot create folder {self.root}: {exc.strerror or exc}", retryable=True) from None
+
+    def _sweep_partials(self, older_than: float = STALE_PARTIAL_S) -> None:
+        """Remove unfinished temporary folders left by a killed process (never a delivered one)."""
+        import time
+
+        self._swept = True
+        limit = time.time() - older_than
+        for entry in os.scandir(self.root):
+            if entry.name.startswith(PARTIAL_PREFIX) and entry.is_dir(follow_symlinks=False):
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime < limit:
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                except OSError:
+                    continue
 
     def _candidates(self, base: str):
         yield self.root / base

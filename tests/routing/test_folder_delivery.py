@@ -157,3 +157,22 @@ def test_unmounted_share_is_not_created(tmp_path, make_delivery):
     with pytest.raises(DeliveryError, match="does not exist and neither does its parent"):
         _dest(root).deliver(make_delivery())
     assert not (tmp_path / "mnt").exists()
+
+
+def test_stale_partial_folders_of_a_killed_delivery_are_swept(tmp_path):
+    import os
+    import time
+
+    from connector.routing.config import FolderDestinationConfig
+    from connector.routing.folder_delivery import FolderDestination
+
+    root = tmp_path / "inbox"
+    (root / ".partial-old").mkdir(parents=True)
+    (root / ".partial-old" / "half.pdf").write_bytes(b"%PDF-")
+    (root / ".partial-young").mkdir()
+    old = time.time() - 7200
+    os.utime(root / ".partial-old", (old, old))
+    destination = FolderDestination("inbox", FolderDestinationConfig(type="folder", path=root))
+    destination._ensure_root()
+    assert not (root / ".partial-old").exists()
+    assert (root / ".partial-young").exists()  # may be another instance's delivery in progress

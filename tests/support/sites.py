@@ -79,6 +79,8 @@ def drop_sample(site: SiteAgency, recipient: str, number: int) -> str:
 def inbox_document_ids(site: SiteAgency) -> list[str]:
     ids = []
     for meta in sorted(site.inbox.glob("*/metadata.json")):
+        if meta.parent.name.startswith("."):
+            continue  # a temporary folder a killed delivery left (DMSs skip dot-names)
         ids.append(json.loads(meta.read_text(encoding="utf-8"))["document_id"])
     return ids
 
