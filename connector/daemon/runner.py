@@ -12,7 +12,6 @@ import datetime as dt
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 

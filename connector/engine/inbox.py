@@ -321,7 +321,6 @@ class Inbox:
         ctx.doc_log(logging.WARNING, f"quarantined: {reason}", document_id=row.get("document_id"), tracking_id=row["id"])
 
     def _reject(self, row: dict[str, Any]) -> None:
-        ctx = self.ctx
         reason = row["reason"] or "refused"
         if row["sender"] and row["document_id"] and row["kind"] == "edoc":
             self.outbox.submit_status(

@@ -14,34 +14,23 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..durable import fsync_dir, write_synced
 from ..axis.errors import AxisError, DuplicateError, RetryableAxisError
 from ..edxml.build import BuildError, build
 from ..edxml.errors import EdxmlError
 from ..edxml.files import ExtractError, document_from_json
 from ..edxml.jsonform import JsonFormError, from_json, to_json
 from ..edxml.jsonform import validate as validate_json
-from ..edxml.model import Edoc, ResponseFor, StaffInfo, Status, now_vn
+from ..edxml.model import STATUS_CODES, Edoc, ResponseFor, StaffInfo, Status, now_vn
 from ..signing.keys import KeySourceError
 from ..signing.sign import sign
 from .context import EngineContext, GateClosed
 from .events import ExchangeEvent
 
-STATUS_CODES = {
-    "01": "Đã đến",
-    "02": "Từ chối tiếp nhận",
-    "03": "Đã tiếp nhận",
-    "04": "Phân công",
-    "05": "Đang xử lý",
-    "06": "Hoàn thành",
-    "13": "Lấy lại",
-    "15": "Đồng ý cho lấy lại",
-    "16": "Từ chối cho lấy lại",
-}
 
 
 class IntakeError(ValueError):
@@ -146,8 +135,8 @@ class Outbox:
             for path in files:
                 shutil.copyfile(path, staging / path.name)
             name = "document.json" if kind == "edoc" else "status.json"
-            _write_synced(staging / name, json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"))
-            _fsync_dir(staging)
+            write_synced(staging / name, json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"))
+            fsync_dir(staging)
             out_id, created = self.ctx.store.enqueue_outbound(
                 kind=kind, sender=sender, document_id=document_id, recipients=recipients, staging=str(staging),
                 intake_key=intake_key, events=events,
@@ -276,18 +265,3 @@ def refresh_directory(ctx: EngineContext) -> dict[str, str | None]:
 def _ensure(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,6 +27,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from connector.durable import fsync_dir
 from connector.edxml.model import CHUNK
 
 from .config import FolderDestinationConfig
@@ -86,7 +87,7 @@ class FolderDestination:
                 "raw_file": raw_file,
             }
             _write_bytes(temp / METADATA_FILE, metadata_bytes(delivery, extra))
-            _fsync_dir(temp)
+            fsync_dir(temp)
             final = self._publish(temp, base, delivery.delivery_id)
         except OSError as exc:
             raise self._error(f"cannot write into {self.root}: {exc.strerror or exc}", retryable=True) from None
@@ -167,7 +168,7 @@ class FolderDestination:
                         return target
                     continue
                 raise
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             return target
         raise AssertionError("unreachable")
 
@@ -195,11 +196,3 @@ def _write_bytes(path: Path, data: bytes) -> None:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

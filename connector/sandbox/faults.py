@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from ..httpserver import DropConnection  # re-exported: the sandbox app raises it
+from ..httpserver import DropConnection  # noqa: F401 - re-exported: the sandbox app raises it
 
 
 @dataclass

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from ..durable import fsync_dir
+
 CHUNK = 1 << 16
 log = logging.getLogger("connector.sandbox")
 
@@ -292,7 +294,7 @@ class Store:
             spool.path.unlink(missing_ok=True)
         else:
             os.replace(spool.path, target)
-            _fsync_dir(self.documents_dir)
+            fsync_dir(self.documents_dir)
         return target
 
     def path_for(self, sha256: str) -> Path:
@@ -511,18 +513,6 @@ def _agency(r: sqlite3.Row) -> Agency:
 def _recipient(r: sqlite3.Row) -> RecipientRow:
     return RecipientRow(r["doc_id"], r["organ_id"], bool(r["pending"]), r["outcome"], r["updated_at"])
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------- development agencies

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..durable import fsync_dir
+
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
@@ -106,7 +108,7 @@ class EvidenceStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, 0o444)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return Stored(sha256, size, target)
 
     def copy_to(self, sha256: str, dest: str | Path) -> Path:
@@ -114,16 +116,3 @@ class EvidenceStore:
         with self.open(sha256) as src, open(dest, "wb") as out:
             shutil.copyfileobj(src, out, _CHUNK)
         return Path(dest)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

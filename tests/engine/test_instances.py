@@ -14,12 +14,9 @@ def test_two_instances_share_one_database_without_duplicates(make_side, pg_url_p
     h16_url, g22_url = pg_url_pair
     # Instances of one agency share the database AND the data folder (evidence, staging).
     sender = [make_side(H16, "soap", database_url=h16_url, folder=f"h16-{i}", data_dir=tmp_path / "h16-data") for i in range(2)]
-    shared = sandbox_dir = None
-    receiver = []
-    for i in range(2):
-        side = make_side(G22, "vxp", database_url=g22_url, folder=f"g22-{i}", data_dir=tmp_path / "g22-data",
-                         inbox=(shared := (sender[0].site.folder.parent / "shared-inbox")))
-        receiver.append(side)
+    shared = tmp_path / "shared-inbox"  # both receiving instances deliver into one DMS folder
+    receiver = [make_side(G22, "vxp", database_url=g22_url, folder=f"g22-{i}", data_dir=tmp_path / "g22-data", inbox=shared)
+                for i in range(2)]
     assert sender[0].rt.engine.ctx.settings.worker_id != sender[1].rt.engine.ctx.settings.worker_id
     documents = [submit_sample(sender[i % 2], G22, 100 + i)[1] for i in range(12)]
 
