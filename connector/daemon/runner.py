@@ -168,7 +168,22 @@ class Daemon:
             cert = getattr(self.rt.key, "certificate", None)
             if cert is not None:
                 health.register(certificate_expiry_check(cert, name="signing_certificate"))
+        if self.config.axis.client_cert is not None:
+            health.register(self._tls_certificate_check(self.config.path(self.config.axis.client_cert)))
         return health
+
+    @staticmethod
+    def _tls_certificate_check(path: Path):
+        from cryptography import x509
+
+        from .health import CheckResult, HealthCheck
+
+        try:
+            cert = x509.load_pem_x509_certificates(path.read_bytes())[0]
+        except (OSError, ValueError) as exc:
+            detail = f"axis TLS client certificate {path} cannot be read: {exc}"
+            return HealthCheck("axis_tls_certificate", lambda: CheckResult(False, detail, {"path": str(path)}))
+        return certificate_expiry_check(cert, name="axis_tls_certificate")
 
     # ------------------------------------------------------------------ life
 
