@@ -2,46 +2,71 @@
 
 Exit codes everywhere: 0 success, 1 invalid input (the message says what and where),
 2 usage error. No command prints a traceback; an unexpected failure is reported in one line
-and exits 3.
+and exits 3. A command's module is imported only when that command runs, so a quick command
+(``validate``) does not pay for the daemon's libraries.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
-from .edxml_commands import build_cmd, extract_cmd, inspect_cmd, validate_cmd
-from .audit_commands import ConfigLoader, audit_group
-from .daemon_commands import cancel_cmd, poll_cmd, resend_cmd, run_cmd, send_cmd, status_cmd
-from .demo import demo_cmd
-from .sandbox_command import sandbox_cmd
-from .signing_commands import certs_group, sign_cmd, verify_cmd
+#: command name -> "module:attribute" (modules relative to this package)
+COMMANDS: dict[str, str] = {
+    "validate": "edxml_commands:validate_cmd",
+    "inspect": "edxml_commands:inspect_cmd",
+    "build": "edxml_commands:build_cmd",
+    "extract": "edxml_commands:extract_cmd",
+    "demo": "demo:demo_cmd",
+    "sign": "signing_commands:sign_cmd",
+    "verify": "signing_commands:verify_cmd",
+    "certs": "signing_commands:certs_group",
+    "sandbox": "sandbox_command:sandbox_cmd",
+    "run": "daemon_commands:run_cmd",
+    "status": "daemon_commands:status_cmd",
+    "poll": "daemon_commands:poll_cmd",
+    "send": "daemon_commands:send_cmd",
+    "resend": "daemon_commands:resend_cmd",
+    "cancel": "daemon_commands:cancel_cmd",
+    "audit": "audit_commands:audit_group",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edoc-connector")
 def cli() -> None:
     """Connector to Vietnam's national electronic-document axis (edXML, QCVN 102:2016)."""
 
 
-cli.add_command(validate_cmd)
-cli.add_command(inspect_cmd)
-cli.add_command(build_cmd)
-cli.add_command(extract_cmd)
-cli.add_command(demo_cmd)
-cli.add_command(sign_cmd)
-cli.add_command(verify_cmd)
-cli.add_command(certs_group)
-cli.add_command(sandbox_cmd)
-for _command in (run_cmd, status_cmd, poll_cmd, send_cmd, resend_cmd, cancel_cmd, audit_group):
-    cli.add_command(_command)
+class _AuditConfigLoader:
+    """``ctx.obj`` for ``audit --config FILE`` (imported lazily, like the commands)."""
+
+    def load_config(self, path):
+        from .audit_commands import ConfigLoader
+
+        return ConfigLoader().load_config(path)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning any unexpected exception into one readable line."""
     try:
-        cli.main(args=argv, prog_name="cli.py", standalone_mode=True, obj=ConfigLoader())
+        cli.main(args=argv, prog_name="cli.py", standalone_mode=True, obj=_AuditConfigLoader())
     except SystemExit:
         raise
     except KeyboardInterrupt:

@@ -15,6 +15,14 @@ from connector.signing.revocation import RevocationChecker
 from tests.support.pki_servers import PkiServer
 
 NOW = dt.datetime.now(dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_now():
+    """NOW is read at each test's start: the responders answer with the real time, and a long
+    suite must not leave a time taken at import outside their responses' clock-skew window."""
+    global NOW
+    NOW = dt.datetime.now(dt.timezone.utc)
 H16 = "000.00.00.H16"
 
 
