@@ -20,10 +20,12 @@ run: install
 	$(BIN)/python cli.py demo --workdir $(WORKDIR)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 bench: install
 	$(BIN)/python bench/attachments.py
+	$(BIN)/python bench/signing.py
+	$(BIN)/python bench/engine.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis $(WORKDIR)
