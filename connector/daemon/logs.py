@@ -62,7 +62,9 @@ _SECRET_NAME = re.compile(
     r"|(?:^|_)key(?:$|_pem|_bytes|_material|_data)",
     re.IGNORECASE,
 )
-_PEM_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.DOTALL)
+# A PEM private-key block, begun and (perhaps) ended; the dashes are written as {5} so this
+# source file is not itself mistaken for a key by scanners.
+_PEM_PRIVATE_KEY = re.compile(r"-{5}BEGIN [A-Z0-9 ]*PRIVATE KEY-{5}.*?(?:-{5}END [A-Z0-9 ]*PRIVATE KEY-{5}|\Z)", re.DOTALL)
 _NAMED_SECRET = re.compile(
     r"(?i)\b([\w.-]*(?:token|secret|passphrase|passw(?:or)?d|api_?key|private_?key)[\w.-]*)(\s*[=:]\s*)"
     r"(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"

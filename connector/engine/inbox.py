@@ -26,14 +26,14 @@ from ..axis.transport import PendingItem
 from ..edxml.build import to_bytes
 from ..edxml.errors import EdxmlError
 from ..edxml.jsonform import to_json
-from ..edxml.model import Edoc, Status
+from ..edxml.model import Edoc, ResponseFor, Status
 from ..edxml.parse import parse
 from ..routing.delivery import Delivery, DeliveryError
 from ..routing.rules import RouteFacts, Unroutable
 from ..signing.verify import verify
 from .context import EngineContext, GateClosed
 from .events import ExchangeEvent
-from .outbox import Outbox, StatusRequest
+from .outbox import Outbox, StatusRequest, response_for
 
 HUB_STATUS = "status-digest:"  # items read by query (no axis acknowledgement): keyed by content
 STATUS_OVERLAP = 3600.0
@@ -186,7 +186,10 @@ class Inbox:
         with checked:
             message = checked.parsed.message
             verdict = checked.verdict.to_dict()
-            facts = {"sender": message.from_.organ_id, "document_id": message.document_id, "verdict": json.dumps(verdict, ensure_ascii=False)}
+            facts = {"sender": message.from_.organ_id, "document_id": message.document_id,
+                     "verdict": json.dumps(verdict, ensure_ascii=False),
+                     "answer_for": json.dumps(_response_for_json(message), ensure_ascii=False)
+                     if isinstance(message, Edoc) else None}
             ctx.store.update_inbound(row["id"], ctx.settings.worker_id, facts, [
                 ExchangeEvent("in.verified", "in", message.document_id, row["id"], axis_id=row["axis_item"], sha256=row["sha256"],
                               detail={"verdict": checked.verdict.status, "decision": checked.decision.message}),
@@ -331,13 +334,15 @@ class Inbox:
 
     # ---- helpers
 
-    def _answering(self, row: dict[str, Any]) -> Edoc | None:
-        try:
-            with parse(self.ctx.evidence.path_for(row["sha256"]), validate=False) as parsed:
-                message = parsed.message
-                return message if isinstance(message, Edoc) else None
-        except (EdxmlError, OSError):
+    @staticmethod
+    def _answering(row: dict[str, Any]) -> ResponseFor | None:
+        """The answered document's reference, kept when it was verified (none if unreadable)."""
+        if not row.get("answer_for"):
             return None
+        data = json.loads(row["answer_for"])
+        when = data.get("promulgation_date")
+        return ResponseFor(organ_id=data.get("organ_id"), code=data.get("code"), document_id=data.get("document_id"),
+                           promulgation_date=dt.date.fromisoformat(when) if when else None)
 
     def _recipient(self, message: Edoc) -> str:
         ours = self.ctx.agency_code
@@ -366,6 +371,12 @@ class Inbox:
         }, [ExchangeEvent("in.dead", "in", fresh.get("document_id"), row["id"], detail={"reason": error, "step": fresh["state"]})])
         ctx.observer.dead("in")
         ctx.doc_log(logging.ERROR, f"dead at {fresh['state']}: {error}", document_id=fresh.get("document_id"), tracking_id=row["id"])
+
+
+def _response_for_json(doc: Edoc) -> dict[str, Any]:
+    ref = response_for(doc)
+    return {"organ_id": ref.organ_id, "code": ref.code, "document_id": ref.document_id,
+            "promulgation_date": ref.promulgation_date.isoformat() if ref.promulgation_date else None}
 
 
 def _iso(epoch: float) -> str:

@@ -85,8 +85,9 @@ class Outbox:
         return self._stage_and_queue("edoc", data, files, sender, message.document_id, recipients, intake_key, events)
 
     def submit_status(self, request: StatusRequest, *, intake_key: str | None = None,
-                      answering: Edoc | None = None) -> str:
-        """Queue a status message about a document we received; returns its tracking id."""
+                      answering: ResponseFor | None = None) -> str:
+        """Queue a status message about a document we received; returns its tracking id.
+        ``answering``: the answered document's own reference, when the engine has it."""
         ctx = self.ctx
         if request.status_code not in STATUS_CODES:
             raise IntakeError([f"status_code: {request.status_code!r} is not one of {', '.join(STATUS_CODES)}"])
@@ -94,14 +95,7 @@ class Outbox:
             raise IntakeError(["document_id and to (the original sender's agency code) are required"])
         if request.status_code == "02" and not request.description:
             raise IntakeError(["description: a refusal (02) must say why"])
-        answered = ResponseFor(organ_id=request.to, code=request.code, document_id=request.document_id)
-        if answering is not None:
-            answered = ResponseFor(
-                organ_id=answering.from_.organ_id,
-                code="/".join(x for x in (answering.code.number, answering.code.notation) if x) or None,
-                promulgation_date=answering.promulgation.date,
-                document_id=answering.document_id,
-            )
+        answered = answering or ResponseFor(organ_id=request.to, code=request.code, document_id=request.document_id)
         status = Status(
             from_=ctx.settings.agency,
             response_for=[answered],
@@ -251,6 +245,16 @@ class Outbox:
         )
         ctx.observer.dead("out")
         ctx.doc_log(logging.ERROR, f"dead: {why}", document_id=row["document_id"], tracking_id=row["id"])
+
+
+def response_for(doc: Edoc) -> ResponseFor:
+    """How a status names the document it answers."""
+    return ResponseFor(
+        organ_id=doc.from_.organ_id,
+        code="/".join(x for x in (doc.code.number, doc.code.notation) if x) or None,
+        promulgation_date=doc.promulgation.date,
+        document_id=doc.document_id,
+    )
 
 
 def refresh_directory(ctx: EngineContext) -> dict[str, str | None]:

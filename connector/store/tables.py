@@ -66,6 +66,7 @@ inbound = sa.Table(
     sa.Column("claimed_by", sa.String(100)),
     sa.Column("claimed_until", sa.Float),
     sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("answer_for", sa.Text),  # JSON ResponseFor of the document, for the statuses answering it
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 sa.Index("ix_inbound_due", inbound.c.state, inbound.c.next_attempt_at)
