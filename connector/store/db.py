@@ -22,10 +22,6 @@ class DatabaseError(Exception):
     """The database cannot be opened or migrated; the text says which and why."""
 
 
-def sqlite_url(path: str | Path) -> str:
-    return f"sqlite:///{Path(path)}"
-
-
 def normalize_url(url: str) -> str:
     """Accept ``postgresql://`` and ``postgres://`` as psycopg 3 URLs."""
     for prefix in ("postgres://", "postgresql://"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,9 +109,3 @@ class EvidenceStore:
         os.replace(tmp, target)
         fsync_dir(target.parent)
         return Stored(sha256, size, target)
-
-    def copy_to(self, sha256: str, dest: str | Path) -> Path:
-        """Copy one evidence file out (for delivery or export)."""
-        with self.open(sha256) as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out, _CHUNK)
-        return Path(dest)

@@ -376,12 +376,6 @@ class Store:
         failures.sort(key=lambda r: r["updated_at"], reverse=True)
         return Summary(out, inn, rec, (now - min(oldest)) if oldest else None, failures[:recent])
 
-    def pending_counts(self) -> dict[str, int]:
-        s = self.summary(recent=0)
-        counts = {f"out_{k}": v for k, v in s.outbound.items()}
-        counts.update({f"in_{k}": v for k, v in s.inbound.items()})
-        return counts
-
 
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
