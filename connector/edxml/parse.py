@@ -164,13 +164,14 @@ def parse(
         raise exc.located(name) if name else exc
     try:
         problems = list(raw.problems)
+        indexes: dict[etree._Element, dict[str, list[etree._Element]]] = {}
         if validate:
-            from .validate import validate_tree
+            from .validate import validate_indexed
 
-            problems += validate_tree(raw.root)
+            problems += validate_indexed(raw.root, indexes)
         # Unknown elements are looked for only where validation saw some (or did not run).
         look_for_unknown = not validate or any(p.code == "unknown-element" for p in problems)
-        extractor = _Extractor(raw, limits, spool_dir)
+        extractor = _Extractor(raw, limits, spool_dir, indexes)
         message = extractor.message(look_for_unknown)
         covered = {p.line for p in problems if p.severity == "error"}
         problems += [p for p in extractor.problems if p.line not in covered]
@@ -198,30 +199,42 @@ def _local(element: etree._Element) -> str:
     return tag[tag.find("}") + 1 :]
 
 
+_NO_VALUES: dict[str, str | None] = {}
+
+
 class _Extractor:
     """Walks the tree once, by local name, into model objects."""
 
-    def __init__(self, raw: RawDocument, limits: Limits, spool_dir: str | Path | None):
+    def __init__(
+        self,
+        raw: RawDocument,
+        limits: Limits,
+        spool_dir: str | Path | None,
+        indexes: dict[etree._Element, dict[str, list[etree._Element]]] | None = None,
+    ):
         self.raw = raw
         self.raw_limits = limits
         self.spool_dir = spool_dir
         self.problems: list[Problem] = []
         self.unknown: list[UnknownElement] = []
-        self._indexes: dict[int, tuple[etree._Element, dict[str, list[etree._Element]]]] = {}
+        # Keyed by the element proxy itself, which the dict keeps alive (so no other element
+        # can take its identity). Validation may hand over the indexes its walk built.
+        self._indexes: dict[etree._Element, dict[str, list[etree._Element]]] = indexes if indexes is not None else {}
+        self._values: dict[etree._Element, dict[str, str | None]] = {}
 
     # -- navigation ----------------------------------------------------------------------
 
     def _index(self, parent: etree._Element) -> dict[str, list[etree._Element]]:
         """The edXML children of ``parent`` by local name, built once per parent."""
-        entry = self._indexes.get(id(parent))
-        if entry is not None and entry[0] is parent:
-            return entry[1]
-        index: dict[str, list[etree._Element]] = {}
+        index = self._indexes.get(parent)
+        if index is not None:
+            return index
+        index = {}
         for child in parent:
             tag = child.tag
             if isinstance(tag, str) and (tag[0] != "{" or tag.startswith(_NS_OPEN)):
                 index.setdefault(tag[tag.find("}") + 1 :], []).append(child)
-        self._indexes[id(parent)] = (parent, index)  # the proxy is kept, so its id stays unique
+        self._indexes[parent] = index
         return index
 
     def children(self, parent: etree._Element | None, name: str) -> list[etree._Element]:
@@ -244,6 +257,46 @@ class _Extractor:
 
     def typed(self, parent: etree._Element | None, name: str, convert: Callable[[str], T], expected: str) -> T | None:
         value = self.text(parent, name)
+        if value is None:
+            return None
+        try:
+            return convert(value)
+        except ValueError:
+            element = self.child(parent, name)
+            self.problems.append(
+                Problem(
+                    f"{name} is {value!r}, expected {expected}",
+                    path=element_path(element),
+                    line=element.sourceline,
+                    code="value",
+                )
+            )
+            return None
+
+    def values(self, parent: etree._Element | None) -> dict[str, str | None]:
+        """Per local name, what :meth:`text` gives for ``parent``: read once per parent.
+
+        A record (an organisation, the header, ...) reads most of its children, so their
+        texts are taken in one go instead of one lookup each.
+        """
+        if parent is None:
+            return _NO_VALUES
+        found = self._values.get(parent)
+        if found is not None:
+            return found
+        values: dict[str, str | None] = {}
+        for local, elements in self._index(parent).items():
+            value = elements[0].text
+            if value is not None:
+                value = value.strip() or None
+            values[local] = value
+        self._values[parent] = values
+        return values
+
+    def convert(
+        self, parent: etree._Element | None, value: str | None, name: str, convert: Callable[[str], T], expected: str
+    ) -> T | None:
+        """:meth:`typed` for a value already read (from :meth:`values`)."""
         if value is None:
             return None
         try:
@@ -320,43 +373,43 @@ class _Extractor:
         return message
 
     def status(self, h: etree._Element) -> Status:
+        v = self.values(h)
         return Status(
             from_=self.organization(self.child(h, "From")),
             response_for=[self.response_for(e) for e in self.children(h, "ResponseFor")],
             staff_info=self.staff_info(self.child(h, "StaffInfo")),
-            status_code=self.text(h, "StatusCode"),
-            description=self.text(h, "Description"),
-            timestamp=self.typed(h, "Timestamp", parse_timestamp, "a time as yyyy/MM/dd HH:mm:ss"),
+            status_code=v.get("StatusCode"),
+            description=v.get("Description"),
+            timestamp=self.convert(h, v.get("Timestamp"), "Timestamp", parse_timestamp, "a time as yyyy/MM/dd HH:mm:ss"),
         )
 
     def edoc(self, root: etree._Element, envelope: etree._Element, h: etree._Element) -> Edoc:
         header = self.child(envelope, "edXMLHeader")
         traces = self.child(header, "TraceHeaderList")
-        code = self.child(h, "Code")
-        promulgation = self.child(h, "PromulgationInfo")
-        doctype = self.child(h, "DocumentType")
-        signer = self.child(h, "SignerInfo")
+        code = self.values(self.child(h, "Code"))
+        promulgation_el = self.child(h, "PromulgationInfo")
+        promulgation = self.values(promulgation_el)
+        doctype = self.values(self.child(h, "DocumentType"))
+        signer = self.values(self.child(h, "SignerInfo"))
+        v = self.values(h)
         manifest = [self.reference(e) for e in self.children(self.child(self.child(envelope, "edXMLBody"), "edXMLManifest"), "Reference")]
         return Edoc(
             from_=self.organization(self.child(h, "From")),
             to=[self.organization(e) for e in self.children(h, "To")],
-            document_id=self.text(h, "DocumentId"),
-            code=Code(self.text(code, "CodeNumber"), self.text(code, "CodeNotation")),
+            document_id=v.get("DocumentId"),
+            code=Code(code.get("CodeNumber"), code.get("CodeNotation")),
             promulgation=PromulgationInfo(
-                self.text(promulgation, "Place"),
-                self.typed(promulgation, "PromulgationDate", parse_date, "a date as yyyy/MM/dd"),
+                promulgation.get("Place"),
+                self.convert(promulgation_el, promulgation.get("PromulgationDate"), "PromulgationDate", parse_date,
+                             "a date as yyyy/MM/dd"),
             ),
-            document_type=DocumentType(
-                self.text(doctype, "Type"), self.text(doctype, "TypeDetail"), self.text(doctype, "TypeName")
-            ),
-            subject=self.text(h, "Subject"),
-            content=self.text(h, "Content"),
-            signer_info=SignerInfo(
-                self.text(signer, "Competence"), self.text(signer, "Position"), self.text(signer, "FullName")
-            ),
-            due_date=self.typed(h, "DueDate", parse_date, "a date as yyyy/MM/dd"),
+            document_type=DocumentType(doctype.get("Type"), doctype.get("TypeDetail"), doctype.get("TypeName")),
+            subject=v.get("Subject"),
+            content=v.get("Content"),
+            signer_info=SignerInfo(signer.get("Competence"), signer.get("Position"), signer.get("FullName")),
+            due_date=self.convert(h, v.get("DueDate"), "DueDate", parse_date, "a date as yyyy/MM/dd"),
             other_info=self.other_info(self.child(h, "OtherInfo")),
-            steering_type=self.typed(h, "SteeringType", int, "an integer (0, 1 or 2)"),
+            steering_type=self.convert(h, v.get("SteeringType"), "SteeringType", int, "an integer (0, 1 or 2)"),
             to_places=self.texts(self.child(h, "ToPlaces"), "Place"),
             response_for=[r for r in (self.response_for(e) for e in self.children(h, "ResponseFor")) if r != ResponseFor()],
             trace_headers=[self.trace_header(e) for e in self.children(traces, "TraceHeader")],
@@ -376,66 +429,69 @@ class _Extractor:
         return values
 
     def organization(self, e: etree._Element | None) -> Organization:
+        v = self.values(e)
         return Organization(
-            organ_id=self.text(e, "OrganId"),
-            organization_in_charge=self.text(e, "OrganizationInCharge"),
-            organ_name=self.text(e, "OrganName"),
-            organ_add=self.text(e, "OrganAdd"),
-            email=self.text(e, "Email"),
-            telephone=self.text(e, "Telephone"),
-            fax=self.text(e, "Fax"),
-            website=self.text(e, "Website"),
+            organ_id=v.get("OrganId"),
+            organization_in_charge=v.get("OrganizationInCharge"),
+            organ_name=v.get("OrganName"),
+            organ_add=v.get("OrganAdd"),
+            email=v.get("Email"),
+            telephone=v.get("Telephone"),
+            fax=v.get("Fax"),
+            website=v.get("Website"),
         )
 
     def other_info(self, e: etree._Element | None) -> OtherInfo:
+        v = self.values(e)
         return OtherInfo(
-            priority=self.typed(e, "Priority", int, "an integer 0-4"),
-            sphere_of_promulgation=self.text(e, "SphereOfPromulgation"),
-            typer_notation=self.text(e, "TyperNotation"),
-            promulgation_amount=self.typed(e, "PromulgationAmount", int, "an integer"),
-            page_amount=self.typed(e, "PageAmount", int, "an integer"),
-            direction=self.typed(e, "Direction", parse_bool, "true or false"),
+            priority=self.convert(e, v.get("Priority"), "Priority", int, "an integer 0-4"),
+            sphere_of_promulgation=v.get("SphereOfPromulgation"),
+            typer_notation=v.get("TyperNotation"),
+            promulgation_amount=self.convert(e, v.get("PromulgationAmount"), "PromulgationAmount", int, "an integer"),
+            page_amount=self.convert(e, v.get("PageAmount"), "PageAmount", int, "an integer"),
+            direction=self.convert(e, v.get("Direction"), "Direction", parse_bool, "true or false"),
             appendixes=self.texts(self.child(e, "Appendixes"), "Appendix"),
         )
 
     def response_for(self, e: etree._Element) -> ResponseFor:
+        v = self.values(e)
         return ResponseFor(
-            organ_id=self.text(e, "OrganId"),
-            code=self.text(e, "Code"),
-            promulgation_date=self.typed(e, "PromulgationDate", parse_date, "a date as yyyy/MM/dd"),
-            document_id=self.text(e, "DocumentId"),
+            organ_id=v.get("OrganId"),
+            code=v.get("Code"),
+            promulgation_date=self.convert(e, v.get("PromulgationDate"), "PromulgationDate", parse_date,
+                                           "a date as yyyy/MM/dd"),
+            document_id=v.get("DocumentId"),
         )
 
     def trace_header(self, e: etree._Element) -> TraceHeader:
+        v = self.values(e)
         return TraceHeader(
-            organ_id=self.text(e, "OrganId"),
-            timestamp=self.typed(e, "Timestamp", parse_timestamp, "a time as yyyy/MM/dd HH:mm:ss"),
+            organ_id=v.get("OrganId"),
+            timestamp=self.convert(e, v.get("Timestamp"), "Timestamp", parse_timestamp, "a time as yyyy/MM/dd HH:mm:ss"),
         )
 
     def staff_info(self, e: etree._Element | None) -> StaffInfo | None:
         if e is None:
             return None
-        return StaffInfo(
-            department=self.text(e, "Department"),
-            staff=self.text(e, "Staff"),
-            email=self.text(e, "Email"),
-            mobile=self.text(e, "Mobile"),
-        )
+        v = self.values(e)
+        return StaffInfo(department=v.get("Department"), staff=v.get("Staff"), email=v.get("Email"), mobile=v.get("Mobile"))
 
     def business(self, e: etree._Element | None) -> Business | None:
         if e is None:
             return None
         info = self.child(e, "BussinessDocumentInfo")
+        v = self.values(e)
+        iv = self.values(info)
         return Business(
-            document_id=self.text(e, "DocumentId"),
-            business_doc_type=self.typed(e, "BussinessDocType", int, "an integer 0-3"),
-            business_doc_reason=self.text(e, "BussinessDocReason"),
-            paper=self.typed(e, "Paper", int, "0 or 1"),
+            document_id=v.get("DocumentId"),
+            business_doc_type=self.convert(e, v.get("BussinessDocType"), "BussinessDocType", int, "an integer 0-3"),
+            business_doc_reason=v.get("BussinessDocReason"),
+            paper=self.convert(e, v.get("Paper"), "Paper", int, "0 or 1"),
             business_document_info=None
             if info is None
             else BusinessDocumentInfo(
-                document_info=self.typed(info, "DocumentInfo", int, "0 or 1"),
-                document_receiver=self.typed(info, "DocumentReceiver", int, "0 or 1"),
+                document_info=self.convert(info, iv.get("DocumentInfo"), "DocumentInfo", int, "0 or 1"),
+                document_receiver=self.convert(info, iv.get("DocumentReceiver"), "DocumentReceiver", int, "0 or 1"),
                 receivers=[
                     Receiver(self.text(r, "OrganId"), self.typed(r, "ReceiverType", int, "an integer"))
                     for r in self.children(self.child(info, "ReceiverList"), "Receiver")
@@ -450,12 +506,13 @@ class _Extractor:
 
     def reference(self, e: etree._Element) -> ManifestReference:
         href = e.get(f"{{{XLINK_NS}}}href") or e.get("href")
-        content_id = self.text(e, "ContentId") or (href or "")
+        v = self.values(e)
+        content_id = v.get("ContentId") or (href or "")
         return ManifestReference(
             content_id=bare_cid(content_id),
-            attachment_name=self.text(e, "AttachmentName"),
-            content_type=self.text(e, "ContentType"),
-            description=self.text(e, "Description"),
+            attachment_name=v.get("AttachmentName"),
+            content_type=v.get("ContentType"),
+            description=v.get("Description"),
             href=href or None,
         )
 
@@ -463,10 +520,11 @@ class _Extractor:
         by_cid = {m.content_id: m for m in manifest}
         result = []
         for e in self.children(container, "Attachment"):
-            cid = bare_cid(self.text(e, "ContentId") or "")
+            v = self.values(e)
+            cid = bare_cid(v.get("ContentId") or "")
             ref = by_cid.get(cid)
-            name = self.text(e, "AttachmentName") or (ref.attachment_name if ref else None) or cid or "attachment"
-            wire_type = self.text(e, "ContentType") or (ref.content_type if ref else None)
+            name = v.get("AttachmentName") or (ref.attachment_name if ref else None) or cid or "attachment"
+            wire_type = v.get("ContentType") or (ref.content_type if ref else None)
             payload_el = self.child(e, "ContentTransferEncoded")
             data = self.raw.payload_for(payload_el) if payload_el is not None else None
             packaging, content_type = "plain", wire_type or guess_type(name)
@@ -479,7 +537,7 @@ class _Extractor:
                     content_id=cid,
                     name=name,
                     content_type=content_type,
-                    description=self.text(e, "Description") or (ref.description if ref else None),
+                    description=v.get("Description") or (ref.description if ref else None),
                     packaging=packaging,
                     data=data,
                 )

@@ -590,7 +590,7 @@ def _read_small(data: bytes, limits: Limits, spool_dir: str | Path | None, on_tr
         )
     raw = RawDocument(root)
     try:
-        _check_tree(root, limits)
+        _check_tree(root, limits, len(data) if _one_char_per_byte(docinfo.encoding) else None)
         if on_tree is not None:
             on_tree(root)
         for element in root.iter(f"{{*}}{_PAYLOAD}", _PAYLOAD):
@@ -677,13 +677,24 @@ def _libxml_message(exc: etree.XMLSyntaxError) -> str:
     return message
 
 
-def _check_tree(root: etree._Element, limits: Limits) -> None:
+def _check_tree(root: etree._Element, limits: Limits, input_size: int | None = None) -> None:
     """Depth, element-count, text and attribute limits, as the streaming path enforces.
 
     A compiled XPath screens the tree in C; only a tree that breaks a limit is walked in
-    Python, to name the element and line.
+    Python, to name the element and line. ``input_size`` (the bytes parsed) leaves out of the
+    screen the limits the input is too small to break: without a DTD nothing expands, so no
+    text or attribute value has more characters than the input has bytes, and every element
+    takes at least four bytes (``<a/>``). Screening a text length costs more than the rest
+    together (libxml2 converts every text node), so a small document is spared it.
     """
-    if not _limit_screen(limits)(root):
+    size = input_size if input_size is not None else -1
+    screen = _limit_screen(
+        limits,
+        elements=size < 0 or size // 4 > limits.max_elements,
+        text=size < 0 or size > limits.max_text,
+        attributes=size < 0 or size > limits.max_attribute,
+    )
+    if not screen(root):
         return
     depth = count = 0
     for event, element in etree.iterwalk(root, events=("start", "end")):
@@ -720,17 +731,38 @@ def _check_tree(root: etree._Element, limits: Limits) -> None:
                 )
 
 
-@functools.lru_cache(maxsize=8)
-def _limit_screen(limits: Limits) -> etree.XPath:
-    """An XPath that is true when any limit is broken (the caller then finds where)."""
-    too_deep = "/".join(["*"] * limits.max_depth)
-    return etree.XPath(
-        f"boolean({too_deep})"
-        f" or count(descendant-or-self::*) > {limits.max_elements}"
-        f" or boolean(descendant-or-self::*[local-name() != '{_PAYLOAD}']"
-        f"[string-length(text()) > {limits.max_text}])"
-        f" or boolean(descendant-or-self::*/@*[string-length(.) > {limits.max_attribute}])"
+@functools.lru_cache(maxsize=64)
+def _one_char_per_byte(encoding: str | None) -> bool:
+    """True when the encoding never decodes one byte into more than one character.
+
+    So the input's size bounds every text length. (A few legacy charsets, such as TSCII,
+    decode one byte into several characters; those keep the full screen.)
+    """
+    name = (encoding or "utf-8").lower().replace("_", "-")
+    return (
+        name.startswith(("utf-", "utf8", "utf16", "utf32", "ucs-", "iso-8859-", "windows-125", "cp125"))
+        or name in ("ascii", "us-ascii", "latin1", "latin-1")
     )
+
+
+@functools.lru_cache(maxsize=32)
+def _limit_screen(limits: Limits, *, elements: bool = True, text: bool = True, attributes: bool = True) -> etree.XPath:
+    """An XPath that is true when any limit is broken (the caller then finds where).
+
+    Depth is always screened; the element count, text and attribute lengths only when asked
+    (the caller leaves out those the input is too small to break).
+    """
+    too_deep = "/".join(["*"] * limits.max_depth)
+    tests = [f"boolean({too_deep})"]
+    if elements:
+        tests.append(f"count(descendant-or-self::*) > {limits.max_elements}")
+    if text:
+        tests.append(
+            f"boolean(descendant-or-self::*[local-name() != '{_PAYLOAD}'][string-length(text()) > {limits.max_text}])"
+        )
+    if attributes:
+        tests.append(f"boolean(descendant-or-self::*/@*[string-length(.) > {limits.max_attribute}])")
+    return etree.XPath(" or ".join(tests), regexp=False, smart_strings=False)
 
 
 def _clark(name: str) -> str:

@@ -25,7 +25,8 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from datetime import date
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Callable, Mapping, Union
 
@@ -180,6 +181,8 @@ def _name(tag: str) -> str:
 
 def _text(el: etree._Element) -> str:
     """The element's own text (comments skipped), without surrounding whitespace."""
+    if not len(el):
+        return (el.text or "").strip()
     return ((el.text or "") + "".join(c.tail or "" for c in el)).strip()
 
 
@@ -199,25 +202,55 @@ def _is_edxml(el: etree._Element) -> bool:
     return _namespace(el) in _EDXML_NAMESPACES
 
 
+@cache
+def _edxml_tags(name: str) -> tuple[str, str]:
+    """The two tags an edXML element of this local name may carry: qualified, or in no namespace."""
+    return f"{{{NS}}}{name}", name
+
+
 def _find(el: etree._Element | None, *names: str) -> list[etree._Element]:
-    """Children (then grandchildren, ...) with these local names, edXML elements only."""
+    """Children (then grandchildren, ...) with these local names, edXML elements only.
+
+    lxml matches the tags in C (``name`` alone matches only the element in no namespace) and
+    yields the children in document order.
+    """
     found = [el] if el is not None else []
     for name in names:
-        found = [c for p in found for c in p if _is_element(c) and _is_edxml(c) and _local(c) == name]
+        tags = _edxml_tags(name)
+        found = [c for p in found for c in p.iterchildren(*tags)]
     return found
 
 
 class _Context:
     """Problems found so far, and how the copy the XSD validates must differ from the input."""
 
-    def __init__(self) -> None:
+    def __init__(self, indexes: Indexes | None = None) -> None:
         self.problems: list[Problem] = []
         self.drop_elements: list[etree._Element] = []
         self.drop_attributes: list[tuple[etree._Element, str]] = []
         self.qualify: list[etree._Element] = []  # unqualified edXML elements: give them the namespace
+        # The walk records each walked element's edXML children here (the caller's dict, or one
+        # of our own): the message and manifest checks read them instead of the tree.
+        self.indexes: Indexes = indexes if indexes is not None else {}
+        self.names: dict[str, tuple[list[str], list[str]]] = {}  # attachment name -> its verdict
 
     def add(self, el: etree._Element, code: str, message: str, severity: Severity = "error") -> None:
         self.problems.append(Problem(message, element_path(el), el.sourceline, severity, code))
+
+    def find(self, el: etree._Element | None, *names: str) -> list[etree._Element]:
+        """:func:`_find`, read from the walk's indexes where it built them."""
+        found = [el] if el is not None else []
+        indexes = self.indexes
+        for name in names:
+            step: list[etree._Element] = []
+            for parent in found:
+                index = indexes.get(parent)
+                if index is not None:
+                    step += index.get(name, ())
+                else:
+                    step += parent.iterchildren(*_edxml_tags(name))
+            found = step
+        return found
 
     @property
     def needs_copy(self) -> bool:
@@ -234,15 +267,29 @@ def validate_tree(root: Union[etree._Element, etree._ElementTree]) -> list[Probl
     a streaming reader moves the base64 out and checks it itself. The tree is not modified.
     Problems come sorted by line.
     """
+    return validate_indexed(root, None)
+
+
+Indexes = dict[etree._Element, dict[str, list[etree._Element]]]
+"""Per element, its children in the edXML namespace or in none, by local name, in document order."""
+
+
+def validate_indexed(root: etree._Element | etree._ElementTree, indexes: Indexes | None) -> list[Problem]:
+    """:func:`validate_tree`, also filling ``indexes`` for every element the walk visits.
+
+    The parser reads the model through the same indexes, so the tree is walked once
+    (see :class:`connector.edxml.parse._Extractor`). An element the walk does not look
+    inside (the Signature, a leaf without children) gets no entry.
+    """
     if isinstance(root, etree._ElementTree):
         root = root.getroot()
-    ctx = _Context()
+    ctx = _Context(indexes)
     if root.tag != f"{{{NS}}}edXML":
         ns = etree.QName(root).namespace
         where = f"namespace {ns!r}" if ns else "no namespace"
         ctx.add(root, "root", f"root element is {_local(root)} in {where}; expected edXML in namespace {NS!r}")
         return ctx.problems
-    _walk(ctx, root, _vocabulary()[0])
+    _walk(ctx, root, _kinds()[0])
     _check_xsd(ctx, root)
     _check_message(ctx, root)
     _check_manifest(ctx, root)
@@ -278,33 +325,90 @@ def _doctype_line(path: Union[str, Path]) -> int | None:
 # --------------------------------------------------------------------------- vocabulary walk
 
 
-def _walk(ctx: _Context, el: etree._Element, type_name: str) -> None:
-    """Check attributes and children of ``el`` against the XSD vocabulary, then the leaf values."""
-    t = _type(type_name)
-    _check_attributes(ctx, el, t)
+class _Kind:
+    """One complex type as the walk uses it: its XSD facts and its children by tag.
+
+    ``slots`` maps each tag a known child may carry (qualified, or unqualified and read as
+    edXML) to a tuple ``(local name, child kind, plain, qualified, counted, check)``, where
+    *plain* (qualified, no value check, counted by the XSD) means the child only needs
+    indexing, and a walk of its own if it has attributes or children. (Walking an element
+    with neither finds nothing, whatever its type.)
+    """
+
+    __slots__ = ("slots", "type")
+
+    def __init__(self, t: _Type) -> None:
+        self.type = t
+        self.slots: dict[str, tuple] = {}
+
+
+@lru_cache(maxsize=1)
+def _kinds() -> tuple[_Kind, dict[str, _Kind]]:
+    """The root element's kind and every complex type's kind, built once from the XSD."""
+    root_type, types = _vocabulary()
+    kinds = {name: _Kind(t) for name, t in types.items()}
+    leaf = _Kind(_LEAF)
+    for name, kind in kinds.items():
+        for local, child in kind.type.children.items():
+            child_kind = kinds.get(child.type, leaf)
+            counted = child.counted_here and not child.repeats
+            check = _LEAF_CHECKS.get((name, local))
+            for qualified, tag in zip((True, False), _edxml_tags(local)):
+                plain = qualified and not counted and check is None
+                kind.slots[tag] = (local, child_kind, plain, qualified, counted, check)
+    return kinds.get(root_type, leaf), kinds
+
+
+def _walk(ctx: _Context, el: etree._Element, kind: _Kind) -> None:
+    """Check attributes and children of ``el`` against the XSD vocabulary, then the leaf values.
+
+    Children are looked up by tag in a table built once from the XSD (:func:`_kinds`), and
+    recorded in ``ctx.indexes``; a leaf child with neither attributes nor children (the usual
+    case) needs no walk of its own.
+    """
+    t = kind.type
+    if el.attrib:
+        _check_attributes(ctx, el, t)
     if t.opaque:
         return
-    seen: set[str] = set()
+    slots = kind.slots
+    seen: set[str] | None = None
+    index: dict[str, list[etree._Element]] = {}
+    ctx.indexes[el] = index
     for child in el:
         tag = child.tag
-        if not isinstance(tag, str):
+        slot = slots.get(tag)
+        if slot is None:
+            if isinstance(tag, str):
+                if not (t.name == "HeaderType" and tag == _DSIG_SIGNATURE):
+                    _unknown_element(ctx, child, el, t)
+                if tag[0] != "{" or tag.startswith(_NS_OPEN):
+                    index.setdefault(tag[tag.find("}") + 1 :], []).append(child)
             continue
-        local = tag[tag.find("}") + 1 :]
-        known = t.children.get(local) if (tag[0] != "{" or tag.startswith(_NS_OPEN)) else None
-        if known is None:
-            if not (t.name == "HeaderType" and tag == _DSIG_SIGNATURE):
-                _unknown_element(ctx, child, el, t)
+        local, child_kind, plain, qualified, counted, check = slot
+        found = index.get(local)
+        if found is None:
+            index[local] = [child]
+        else:
+            found.append(child)
+        if plain:
+            if len(child) or child.attrib:
+                _walk(ctx, child, child_kind)
             continue
-        if tag[0] != "{":
+        if not qualified:
             _note_unqualified(ctx, child, el)
-        if local in seen and known.counted_here and not known.repeats:
-            ctx.add(child, "duplicate", f"{local} appears more than once in {_local(el)}; "
-                    "QCVN 102:2016 allows one, so the document is ambiguous")
-        seen.add(local)
-        check = _LEAF_CHECKS.get((t.name, local))
+        if counted:
+            if seen is None:
+                seen = {local}
+            elif local in seen:
+                ctx.add(child, "duplicate", f"{local} appears more than once in {_local(el)}; "
+                        "QCVN 102:2016 allows one, so the document is ambiguous")
+            else:
+                seen.add(local)
         if check is not None:
             check(ctx, child, _text(child))
-        _walk(ctx, child, known.type)
+        if len(child) or child.attrib:
+            _walk(ctx, child, child_kind)
 
 
 def _note_unqualified(ctx: _Context, child: etree._Element, parent: etree._Element) -> None:
@@ -465,12 +569,46 @@ def _check_when(ctx: _Context, el: etree._Element, value: str, read: Callable, s
                 f"QCVN 102:2016 writes {expected}", "warning")
 
 
+def _is_standard_date(value: str) -> bool:
+    """True when ``value`` is a real date written ``yyyy/MM/dd`` in ASCII digits.
+
+    The common case, decided without regular expressions: exactly the values for which
+    :func:`_check_when` finds nothing to say. Anything else takes the full check.
+    """
+    if len(value) != 10 or value[4] != "/" or value[7] != "/" or not value.isascii():
+        return False
+    year, month, day = value[:4], value[5:7], value[8:]
+    if not (year.isdigit() and month.isdigit() and day.isdigit()):
+        return False
+    try:
+        date(int(year), int(month), int(day))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_standard_timestamp(value: str) -> bool:
+    """True when ``value`` is a real time written ``yyyy/MM/dd HH:mm:ss`` in ASCII digits."""
+    if len(value) != 19 or value[10] != " " or value[13] != ":" or value[16] != ":":
+        return False
+    if not _is_standard_date(value[:10]):
+        return False
+    hour, minute, second = value[11:13], value[14:16], value[17:]
+    if not (hour.isascii() and minute.isascii() and second.isascii()):
+        return False
+    if not (hour.isdigit() and minute.isdigit() and second.isdigit()):
+        return False
+    return int(hour) < 24 and int(minute) < 60 and int(second) < 60
+
+
 def _check_date(ctx: _Context, el: etree._Element, value: str) -> None:
-    _check_when(ctx, el, value, parse_date, _STANDARD_DATE, "yyyy/MM/dd")
+    if not _is_standard_date(value):
+        _check_when(ctx, el, value, parse_date, _STANDARD_DATE, "yyyy/MM/dd")
 
 
 def _check_timestamp(ctx: _Context, el: etree._Element, value: str) -> None:
-    _check_when(ctx, el, value, parse_timestamp, _STANDARD_TIMESTAMP, "yyyy/MM/dd HH:mm:ss")
+    if not _is_standard_timestamp(value):
+        _check_when(ctx, el, value, parse_timestamp, _STANDARD_TIMESTAMP, "yyyy/MM/dd HH:mm:ss")
 
 
 def _check_status_code(ctx: _Context, el: etree._Element, value: str) -> None:
@@ -522,8 +660,10 @@ def _check_document_id(ctx: _Context, el: etree._Element, value: str) -> None:
 
 
 def _real_date(year: int, month: int, day: int) -> bool:
+    """Whether the parser reads ``yyyy/MM/dd`` of these numbers (at most 4, 2 and 2 digits)
+    as a date: it does exactly when the calendar has that day."""
     try:
-        parse_date(f"{year:04d}/{month:02d}/{day:02d}")
+        date(year, month, day)
     except ValueError:
         return False
     return True
@@ -532,7 +672,10 @@ def _real_date(year: int, month: int, day: int) -> bool:
 
 
 def _check_attachment_name(ctx: _Context, el: etree._Element, value: str) -> None:
-    errors, warnings = check_attachment_name(value)
+    verdict = ctx.names.get(value)  # a name usually appears twice: in the manifest and the attachment
+    if verdict is None:
+        verdict = ctx.names[value] = check_attachment_name(value)
+    errors, warnings = verdict
     if errors:
         ctx.add(el, "attachment-name", f"AttachmentName {_show(value)} is not a safe file name: "
                 + "; ".join(errors + warnings))
@@ -577,26 +720,26 @@ _LEAF_CHECKS: dict[tuple[str, str], Check] = {
 
 def _check_message(ctx: _Context, root: etree._Element) -> None:
     """What each kind of message needs: a sender; recipients (edoc); an answered document (status)."""
-    for header in _find(root, "edXMLEnvelope", "edXMLHeader", "MessageHeader")[:1]:
-        for sender in _find(header, "From")[:1]:
+    for header in ctx.find(root, "edXMLEnvelope", "edXMLHeader", "MessageHeader")[:1]:
+        for sender in ctx.find(header, "From")[:1]:
             _require_organ_id(ctx, sender, "the sender")
-        if _find(header, "StatusCode"):
+        if ctx.find(header, "StatusCode"):
             _check_status(ctx, header)
         else:
             _check_recipients(ctx, header)
-        for response_for in _find(header, "ResponseFor"):
+        for response_for in ctx.find(header, "ResponseFor"):
             _check_response_for(ctx, response_for)
 
 
 def _require_organ_id(ctx: _Context, org: etree._Element, role: str) -> None:
-    ids = _find(org, "OrganId")
+    ids = ctx.find(org, "OrganId")
     if not ids or not _text(ids[0]):
         ctx.add(ids[0] if ids else org, "required", f"{_local(org)} has {'an empty' if ids else 'no'} "
                 f"OrganId: the agency code of {role} is required")
 
 
 def _check_recipients(ctx: _Context, header: etree._Element) -> None:
-    recipients = _find(header, "To")
+    recipients = ctx.find(header, "To")
     if not recipients:
         ctx.add(header, "required", "an edoc needs at least one To (recipient); none found")
     for to in recipients:
@@ -604,13 +747,13 @@ def _check_recipients(ctx: _Context, header: etree._Element) -> None:
 
 
 def _check_status(ctx: _Context, header: etree._Element) -> None:
-    if not any(_has_content(r) for r in _find(header, "ResponseFor")):
+    if not any(_has_content(r) for r in ctx.find(header, "ResponseFor")):
         ctx.add(header, "required", "a status message must name the document it answers "
                 "(ResponseFor with OrganId, Code, PromulgationDate, DocumentId); none found")
-    if not _find(header, "Timestamp"):
+    if not ctx.find(header, "Timestamp"):
         ctx.add(header, "required", "the status message has no Timestamp (yyyy/MM/dd HH:mm:ss)", "warning")
-    code = _text(_find(header, "StatusCode")[0])
-    descriptions = _find(header, "Description")
+    code = _text(ctx.find(header, "StatusCode")[0])
+    descriptions = ctx.find(header, "Description")
     if code == "02" and not (descriptions and _text(descriptions[0])):
         ctx.add(descriptions[0] if descriptions else header, "description", "StatusCode 02 (Từ chối tiếp "
                 "nhận, rejected) without a Description: the sender is not told why", "warning")
@@ -624,7 +767,7 @@ def _check_response_for(ctx: _Context, response_for: etree._Element) -> None:
     if not _has_content(response_for):
         ctx.add(response_for, "response-for", "ResponseFor is empty (no OrganId, Code, "
                 "PromulgationDate or DocumentId): it answers nothing and is ignored", "warning")
-    elif not any(_text(o) for o in _find(response_for, "OrganId")):
+    elif not any(_text(o) for o in ctx.find(response_for, "OrganId")):
         ctx.add(response_for, "response-for", "ResponseFor has no OrganId: the agency of the "
                 "answered document is unknown", "warning")
 
@@ -632,25 +775,25 @@ def _check_response_for(ctx: _Context, response_for: etree._Element) -> None:
 # --------------------------------------------------------------------------- manifest and attachments
 
 
-def _first_text(el: etree._Element, name: str) -> str:
-    found = _find(el, name)
+def _first_text(ctx: _Context, el: etree._Element, name: str) -> str:
+    found = ctx.find(el, name)
     return _text(found[0]) if found else ""
 
 
-def _reference_keys(ref: etree._Element) -> list[str]:
+def _reference_keys(ctx: _Context, ref: etree._Element) -> list[str]:
     """The ids a manifest Reference answers to: ContentId, then xlink:href (or href), bare."""
-    ids = [_first_text(ref, "ContentId"), ref.get(_XLINK_HREF) or ref.get("href") or ""]
+    ids = [_first_text(ctx, ref, "ContentId"), ref.get(_XLINK_HREF) or ref.get("href") or ""]
     return list(dict.fromkeys(k for k in map(bare_cid, ids) if k))
 
 
 def _check_manifest(ctx: _Context, root: etree._Element) -> None:
     """Manifest references and attachments must match one to one by ContentId."""
-    refs = _find(root, "edXMLEnvelope", "edXMLBody", "edXMLManifest", "Reference")
-    by_id = _attachments_by_id(ctx, _find(root, "AttachmentEncoded", "Attachment"))
+    refs = ctx.find(root, "edXMLEnvelope", "edXMLBody", "edXMLManifest", "Reference")
+    by_id = _attachments_by_id(ctx, ctx.find(root, "AttachmentEncoded", "Attachment"))
     referenced: set[str] = set()
     first_ref: dict[str, etree._Element] = {}
     for ref in refs:
-        keys = _reference_keys(ref)
+        keys = _reference_keys(ctx, ref)
         if not keys:
             ctx.add(ref, "manifest", "Reference has neither a ContentId nor an xlink:href: it names no attachment")
             continue
@@ -671,7 +814,7 @@ def _check_manifest(ctx: _Context, root: etree._Element) -> None:
 def _attachments_by_id(ctx: _Context, atts: list[etree._Element]) -> dict[str, etree._Element]:
     by_id: dict[str, etree._Element] = {}
     for att in atts:
-        key = bare_cid(_first_text(att, "ContentId"))
+        key = bare_cid(_first_text(ctx, att, "ContentId"))
         if not key:
             ctx.add(att, "manifest", "Attachment has no ContentId: no manifest Reference can name it")
         elif key in by_id:
@@ -679,7 +822,7 @@ def _attachments_by_id(ctx: _Context, atts: list[etree._Element]) -> dict[str, e
                     f"(first at line {by_id[key].sourceline})")
         else:
             by_id[key] = att
-        if not _find(att, "AttachmentName"):
+        if not ctx.find(att, "AttachmentName"):
             ctx.add(att, "required", "Attachment has no AttachmentName: the file has no name to be saved under")
     return by_id
 
@@ -695,7 +838,7 @@ def _match_reference(ctx: _Context, ref: etree._Element, keys: list[str], by_id:
     if att is None:
         ctx.add(ref, "manifest", f"Reference ContentId {_show(keys[0])} names no Attachment in AttachmentEncoded")
         return
-    ref_name, att_name = _first_text(ref, "AttachmentName"), _first_text(att, "AttachmentName")
+    ref_name, att_name = _first_text(ctx, ref, "AttachmentName"), _first_text(ctx, att, "AttachmentName")
     if ref_name and att_name and ref_name != att_name:
         ctx.add(ref, "manifest", f"Reference AttachmentName {_show(ref_name)} differs from the "
                 f"Attachment's {_show(att_name)} (line {att.sourceline})", "warning")

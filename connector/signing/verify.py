@@ -19,8 +19,9 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import operator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from cryptography import x509
@@ -137,6 +138,7 @@ class _Examiner:
         self.method: str = ""
         self.value: bytes = b""
         self.certificates: list[x509.Certificate] = []
+        self.facts: list[_Cert] = []
         self.signing_time: dt.datetime | None = None
         self.weak: list[str] = []
         self.stream: StreamingCanonicalizer | None = None
@@ -150,7 +152,7 @@ class _Examiner:
     # -- structure ----------------------------------------------------------------------
 
     def _examine(self, root: etree._Element) -> None:
-        signatures = list(root.iter(f"{_SIG}Signature"))
+        signatures = list(root.iter(_SIGNATURE))
         if not signatures:
             if any(etree.QName(e).localname == "Signature" for e in root.iter("{*}Signature", "Signature")):
                 raise _Refused("placeholder", "a Signature element outside the XMLDSig namespace cannot be verified")
@@ -159,8 +161,9 @@ class _Examiner:
             raise _Refused("invalid", f"{len(signatures)} Signature elements: only one is allowed (signature wrapping?)")
         signature = signatures[0]
         _check_place(signature)
-        self.certificates = _certificates(signature)
-        if not self.certificates:
+        self.facts = _certificates(signature)
+        self.certificates = [f.cert for f in self.facts]
+        if not self.facts:
             # As producers send today: digest and value copied between documents, the
             # certificate truncated. Nothing can be verified, so nothing is claimed.
             raise _Refused("placeholder", "no usable X509Certificate in KeyInfo (missing or truncated)")
@@ -182,7 +185,7 @@ class _Examiner:
             raise _Refused("placeholder", "SignatureValue is not base64") from None
 
     def _check_references(self, root: etree._Element, signature: etree._Element, signed_info: etree._Element) -> None:
-        references = signed_info.findall(f"{_SIG}Reference")
+        references = list(signed_info.iterchildren(_REFERENCE))
         if not references:
             raise _Refused("invalid", "SignedInfo has no Reference")
         whole = [r for r in references if r.get("URI") == ""]
@@ -197,7 +200,7 @@ class _Examiner:
                 target_digest = self._document_digest(root, signature, reference)
             else:
                 target_digest = self._inner_digest(signature, reference, uri)
-            expected = _text(reference.find(f"{_SIG}DigestValue"))
+            expected = _text(_first(reference, _DIGEST_VALUE))
             try:
                 expected_bytes = base64.b64decode(expected, validate=False)
             except (binascii.Error, ValueError):
@@ -226,7 +229,8 @@ class _Examiner:
     def _inner_digest(self, signature: etree._Element, reference: etree._Element, uri: str | None) -> bytes:
         if not uri or not uri.startswith("#"):
             raise _Refused("invalid", f"reference to {uri!r}: only the whole document and the signature's own properties may be signed")
-        targets = [e for e in signature.iter() if isinstance(e.tag, str) and e.get("Id") == uri[1:]]
+        wanted = uri[1:]
+        targets = [e for e in signature.iter(etree.Element) if e.get("Id") == wanted]
         if len(targets) != 1 or targets[0] is signature:
             raise _Refused("invalid", f"reference {uri} does not point to one element inside the Signature")
         transforms = _transforms(reference)
@@ -249,19 +253,18 @@ class _Examiner:
     ) -> Verdict:
         if self.early is not None:
             return self.early
-        if not self.certificates:
+        if not self.facts:
             return Verdict("placeholder", "no usable X509Certificate in KeyInfo (missing or truncated)")
-        signer = next((c for c in self.certificates if _signature_ok(c.public_key(), self.method, self.value, self.signed_info)), None)
+        signer = next((c for c in self.facts if _signature_ok(c.public_key, self.method, self.value, self.signed_info)), None)
         if signer is None:
-            return self._about(Verdict("invalid", "signature value mismatch: SignedInfo was altered or signed by another key"), self.certificates[0])
+            return self._about(Verdict("invalid", "signature value mismatch: SignedInfo was altered or signed by another key"), self.facts[0])
         weak = list(self.weak)
-        key = signer.public_key()
-        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
-            weak.append(f"RSA key of {key.key_size} bits")
+        if signer.rsa_bits is not None and signer.rsa_bits < MIN_RSA_BITS:
+            weak.append(f"RSA key of {signer.rsa_bits} bits")
         if weak and not allow_weak:
             return self._about(Verdict("invalid", f"weak algorithm refused: {', '.join(weak)} (allow per sender to accept)"), signer)
         moment = at or dt.datetime.now(dt.timezone.utc)
-        others = tuple(c for c in self.certificates if c is not signer)
+        others = tuple(c for c in self.facts if c is not signer)
         chain = _chain_verdict(signer, others, moment.replace(second=0, microsecond=0), trust.store, allow_weak)
         verdict = self._about(Verdict("valid", "signature verified and the certificate chains to a trust anchor"), signer)
         verdict.warnings.extend(f"accepted weak: {w}" for w in weak)
@@ -276,13 +279,13 @@ class _Examiner:
         elif chain.verdict != "trusted":
             verdict.status, verdict.reason = "untrusted", chain.reason
         elif trust.revocation is not None and len(chain.chain) > 1:
-            self._apply_revocation(verdict, trust.revocation, signer, chain.chain[1], moment)
+            self._apply_revocation(verdict, trust.revocation, signer.cert, chain.chain[1], moment)
         self._bind_sender(verdict, signer, sender)
         return verdict
 
-    def _bind_sender(self, verdict: Verdict, signer: x509.Certificate, sender: str | None) -> None:
+    def _bind_sender(self, verdict: Verdict, signer: _Cert, sender: str | None) -> None:
         """A certificate that names an agency must name the sender; one that names none is noted."""
-        code = agency_code_of(signer)
+        code = signer.agency_code
         if code is None:
             verdict.warnings.append("the signer certificate names no agency code: the sender is not bound to the signature")
         elif sender and code != sender and verdict.status == "valid":
@@ -297,8 +300,8 @@ class _Examiner:
         elif not result.ok:
             verdict.status, verdict.reason = "untrusted", f"revocation status unavailable: {result.detail}"
 
-    def _about(self, verdict: Verdict, cert: x509.Certificate) -> Verdict:
-        verdict.signer_subject, verdict.signer_issuer, verdict.signer_serial = _identity(cert)
+    def _about(self, verdict: Verdict, cert: _Cert) -> Verdict:
+        verdict.signer_subject, verdict.signer_issuer, verdict.signer_serial = cert.identity
         verdict.signing_time = self.signing_time
         verdict.algorithm = self.method
         return verdict
@@ -312,48 +315,113 @@ class _Refused(Exception):
 
 # --------------------------------------------------------------------------- helpers
 
+_SIGNATURE = f"{_SIG}Signature"
+_REFERENCE = f"{_SIG}Reference"
+_DIGEST_VALUE = f"{_SIG}DigestValue"
+_DIGEST_METHOD = f"{_SIG}DigestMethod"
+_TRANSFORMS = f"{_SIG}Transforms"
+_TRANSFORM = f"{_SIG}Transform"
+_KEY_INFO = f"{_SIG}KeyInfo"
+_X509_DATA = f"{_SIG}X509Data"
+_X509_CERTIFICATE = f"{_SIG}X509Certificate"
+_HEADER_TAGS = (f"{{{NS}}}edXMLHeader", "edXMLHeader")
 
-@lru_cache(maxsize=512)
-def _identity(cert: x509.Certificate) -> tuple[str, str, str]:
-    """Subject, issuer and serial as a verdict shows them (cached: names are slow to format)."""
-    return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), format(cert.serial_number, "x")
+
+class _Cert:
+    """A certificate from KeyInfo with what verification asks of it, each worked out once.
+
+    One object per distinct certificate text (see :func:`_certificate`): a sender's
+    certificate repeats in every document it signs, and reading its key, names and
+    validity from the DER is slower than checking a signature.
+    """
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        self.cert = cert
+
+    @cached_property
+    def public_key(self):
+        return self.cert.public_key()
+
+    @cached_property
+    def rsa_bits(self) -> int | None:
+        key = self.public_key
+        return key.key_size if isinstance(key, rsa.RSAPublicKey) else None
+
+    @cached_property
+    def identity(self) -> tuple[str, str, str]:
+        """Subject, issuer and serial as a verdict shows them."""
+        cert = self.cert
+        return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), format(cert.serial_number, "x")
+
+    @cached_property
+    def agency_code(self) -> str | None:
+        return agency_code_of(self.cert)
+
+    @cached_property
+    def validity(self) -> tuple[dt.datetime, dt.datetime]:
+        return self.cert.not_valid_before_utc, self.cert.not_valid_after_utc
 
 
-@lru_cache(maxsize=512)
-def _chain_verdict(signer, others: tuple, minute: dt.datetime, store: TrustStore, allow_weak: bool):
+_CHAINS: dict[tuple, tuple[tuple, object]] = {}
+_CHAINS_MAX = 512
+
+
+def _chain_verdict(signer: _Cert, others: tuple[_Cert, ...], minute: dt.datetime, store: TrustStore, allow_weak: bool):
     """Path validation, cached per signer, chain, store and minute: agencies send many
-    documents with one certificate, and building the path is the costliest step of a verify."""
-    return validate_chain(signer, list(others), at=minute, store=store, allow_weak=allow_weak)
+    documents with one certificate, and building the path is the costliest step of a verify.
+
+    Keyed by the identity of the (cached) certificate objects and of the store, which each
+    entry keeps alive, so an id is never reused while its entry exists; hashing the
+    certificates themselves costs more than a cache should.
+    """
+    key = (id(signer), tuple(map(id, others)), minute, id(store), allow_weak)
+    hit = _CHAINS.get(key)
+    if hit is not None:
+        (cached_signer, cached_others, cached_store), result = hit
+        if cached_signer is signer and cached_store is store and all(map(operator.is_, cached_others, others)):
+            return result
+    result = validate_chain(signer.cert, [o.cert for o in others], at=minute, store=store, allow_weak=allow_weak)
+    if len(_CHAINS) >= _CHAINS_MAX:
+        _CHAINS.clear()
+    _CHAINS[key] = ((signer, others, store), result)
+    return result
 
 
-def _outside_validity(cert: x509.Certificate, claimed: dt.datetime | None) -> str:
+def _outside_validity(cert: _Cert, claimed: dt.datetime | None) -> str:
     """Why the signing time the signer claims is impossible for its certificate, or ""."""
     if claimed is None:
         return ""
     if claimed.tzinfo is None:
         claimed = claimed.replace(tzinfo=dt.timezone.utc)
-    if not cert.not_valid_before_utc <= claimed <= cert.not_valid_after_utc:
+    not_before, not_after = cert.validity
+    if not not_before <= claimed <= not_after:
         return (
             f"the claimed signing time {claimed.isoformat()} is outside the certificate's validity "
-            f"({cert.not_valid_before_utc.isoformat()} to {cert.not_valid_after_utc.isoformat()})"
+            f"({not_before.isoformat()} to {not_after.isoformat()})"
         )
     return ""
 
 
 def _check_place(signature: etree._Element) -> None:
     parent = signature.getparent()
-    if parent is None or etree.QName(parent).localname != "edXMLHeader" or etree.QName(parent).namespace not in (NS, None):
+    if parent is None or parent.tag not in _HEADER_TAGS:
         raise _Refused("invalid", "the Signature is not in edXMLHeader, where receivers look for it")
-    elements = [c for c in parent if isinstance(c.tag, str)]
-    if elements[-1] is not signature:
+    if any(isinstance(sibling.tag, str) for sibling in signature.itersiblings()):
         raise _Refused("invalid", "the Signature is not the last child of edXMLHeader")
 
 
 def _one(parent: etree._Element, name: str) -> etree._Element:
-    found = parent.findall(f"{_SIG}{name}")
+    found = list(parent.iterchildren(f"{_SIG}{name}"))
     if len(found) != 1:
         raise _Refused("invalid", f"expected one {name} in {etree.QName(parent).localname}, found {len(found)}")
     return found[0]
+
+
+def _first(parent: etree._Element, tag: str) -> etree._Element | None:
+    """The first child with this tag, or None."""
+    for child in parent.iterchildren(tag):
+        return child
+    return None
 
 
 def _text(element: etree._Element | None) -> str:
@@ -365,11 +433,11 @@ def _algorithm(element: etree._Element) -> str:
 
 
 def _transforms(reference: etree._Element) -> list[str]:
-    return [_algorithm(t) for t in reference.findall(f"{_SIG}Transforms/{_SIG}Transform")]
+    return [_algorithm(t) for ts in reference.iterchildren(_TRANSFORMS) for t in ts.iterchildren(_TRANSFORM)]
 
 
 def _digest_for(reference: etree._Element, weak: list[str]):
-    method = reference.find(f"{_SIG}DigestMethod")
+    method = _first(reference, _DIGEST_METHOD)
     uri = _algorithm(method) if method is not None else ""
     if uri not in DIGESTS:
         raise _Refused("invalid", f"unsupported digest method {uri!r}")
@@ -406,29 +474,34 @@ def _without(element: etree._Element, compute):
         parent.insert(index, element)
 
 
-def _certificates(signature: etree._Element) -> list[x509.Certificate]:
+def _certificates(signature: etree._Element) -> list[_Cert]:
     certificates = []
-    for element in signature.iterfind(f"{_SIG}KeyInfo/{_SIG}X509Data/{_SIG}X509Certificate"):
-        certificate = _certificate(_text(element))
-        if certificate is not None:
-            certificates.append(certificate)
+    for key_info in signature.iterchildren(_KEY_INFO):
+        for data in key_info.iterchildren(_X509_DATA):
+            for element in data.iterchildren(_X509_CERTIFICATE):
+                certificate = _certificate(_text(element))
+                if certificate is not None:
+                    certificates.append(certificate)
     return certificates
 
 
 @lru_cache(maxsize=256)
-def _certificate(encoded: str) -> x509.Certificate | None:
+def _certificate(encoded: str) -> _Cert | None:
     """A certificate from its base64 text (cached: a sender's certificate repeats in every
     document it signs), or None when it is not one (a truncated placeholder)."""
     try:
-        return x509.load_der_x509_certificate(base64.b64decode(encoded))
+        return _Cert(x509.load_der_x509_certificate(base64.b64decode(encoded)))
     except (ValueError, binascii.Error):
         return None
+
+
+_PKCS1 = padding.PKCS1v15()
 
 
 def _signature_ok(public, method: str, value: bytes, data: bytes) -> bool:
     try:
         if method in _RSA_HASHES and isinstance(public, rsa.RSAPublicKey):
-            public.verify(value, data, padding.PKCS1v15(), _RSA_HASHES[method]())
+            public.verify(value, data, _PKCS1, _RSA_HASHES[method]())
         elif method == RSA_PSS_SHA256 and isinstance(public, rsa.RSAPublicKey):
             pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
             public.verify(value, data, pss, hashes.SHA256())

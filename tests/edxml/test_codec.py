@@ -260,3 +260,69 @@ def test_fixtures_read_identically_on_both_paths():
         with fast, parse(path, limits=STREAMING) as slow:
             assert fast.message == slow.message, path.name
             assert [p.to_dict() for p in fast.report.problems] == [p.to_dict() for p in slow.report.problems]
+
+
+# --------------------------------------------------------------------------- one walk, two readers
+
+
+def _model_and_unknown(parsed) -> tuple:
+    return parsed.message, [(u.path, u.line, u.xml) for u in parsed.message.unknown]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages(with_unknown=True))
+def test_validation_walk_and_extractor_read_the_same_children(message):
+    """With validation the model is read through the indexes the validation walk built; without
+    it, through the reader's own. Both must see the same document."""
+    data = to_bytes(message)
+    with parse(data) as walked, parse(data, validate=False) as own:
+        assert _model_and_unknown(walked) == _model_and_unknown(own)
+
+
+def test_fixtures_give_the_same_model_with_and_without_validation():
+    for path in sorted(real_world_dir().glob("*.edxml")):
+        try:
+            walked = parse(path)
+        except EdxmlError:
+            continue
+        with walked, parse(path, validate=False) as own:
+            assert _model_and_unknown(walked) == _model_and_unknown(own), path.name
+
+
+# --------------------------------------------------------------------------- limits screened by size
+
+
+def _limit_outcome(data: bytes, limits: Limits) -> str:
+    try:
+        with parse(data, limits=limits, validate=False):
+            return "read"
+    except EdxmlError as exc:
+        return exc.problems[0].message
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_small_and_streaming_paths_agree_on_limits_near_the_document_size(encoding):
+    """The in-memory path leaves out of its screen the limits an input is too small to break;
+    at limits just around what the document holds, both paths still decide alike."""
+    text = "Đề nghị phối hợp " * 8
+    doc = sample_edoc()
+    doc.content = text.strip()
+    data = to_bytes(doc)
+    if encoding != "utf-8":
+        data = etree.tostring(etree.fromstring(data), xml_declaration=True, encoding=encoding)
+    tree = etree.fromstring(data)
+    elements = len(tree.xpath("//*"))
+    longest_text = len(doc.content)
+    longest_attribute = max((len(v) for e in tree.iter() for v in e.attrib.values()), default=0)
+    cases = [
+        {"max_text": longest_text}, {"max_text": longest_text - 1},
+        {"max_elements": elements}, {"max_elements": elements - 1},
+        {"max_attribute": max(longest_attribute, 1)}, {"max_attribute": max(longest_attribute - 1, 0)},
+        {"max_text": len(data)}, {"max_attribute": len(data)}, {"max_elements": len(data) // 4},
+    ]
+    for case in cases:
+        fast = _limit_outcome(data, Limits(**case))
+        slow = _limit_outcome(data, Limits(**case, in_memory_below=0))
+        assert fast == slow, (case, fast, slow)
+    assert _limit_outcome(data, Limits(max_text=longest_text - 1)) != "read"
+    assert _limit_outcome(data, Limits(max_elements=elements - 1)) != "read"

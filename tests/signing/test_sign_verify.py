@@ -216,6 +216,19 @@ def test_certificate_from_another_root_is_untrusted(message, dev_pki, odd_certs,
     assert other.verdict.status == "valid", other.verdict.reason
 
 
+def test_a_cached_chain_verdict_belongs_to_its_trust_store(signed, trust_store):
+    """Chain verdicts are cached per certificate, store and minute: one store's verdict is
+    never handed to another, whichever order the stores come in."""
+    empty = TrustOptions(TrustStore.from_certificates([]))
+    at = dt.datetime.now(dt.timezone.utc)
+    statuses = [_check(signed, options, "require", at=at).verdict.status
+                for options in (TrustOptions(trust_store), empty, TrustOptions(trust_store), empty)]
+    assert statuses == ["valid", "untrusted", "valid", "untrusted"]
+    # An equal store loaded again decides alike.
+    again = TrustOptions(TrustStore.from_certificates(trust_store.anchors))
+    assert _check(signed, again, "require", at=at).verdict.status == "valid"
+
+
 @pytest.mark.parametrize("source", ["ocsp", "crl"])
 def test_revoked_certificate(message, dev_pki, trust_store, pki_server, source):
     if source == "crl":
