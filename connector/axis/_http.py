@@ -7,13 +7,14 @@ only to operations the caller marks safe (idempotent reads); a send is never rep
 from __future__ import annotations
 
 import random
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import requests
 
+from ..neterrors import short as _short
+from ..neterrors import tls_cause as _tls_cause
 from .errors import AxisError, RetryableAxisError, TLSError, http_error_class
 
 T = TypeVar("T")
@@ -110,23 +111,3 @@ class SizedIterable:
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._chunks)
-
-
-def _tls_cause(exc: BaseException) -> bool:
-    """Whether an ssl.SSLError (not a mere EOF or reset) sits in ``exc``'s chain or arguments."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        e = todo.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ssl.SSLError) and not isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-            return True
-        todo.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args) if isinstance(x, BaseException))
-    return False
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    return text if len(text) < 300 else text[:300] + "…"

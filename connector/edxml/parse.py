@@ -256,22 +256,7 @@ class _Extractor:
         return value or None
 
     def typed(self, parent: etree._Element | None, name: str, convert: Callable[[str], T], expected: str) -> T | None:
-        value = self.text(parent, name)
-        if value is None:
-            return None
-        try:
-            return convert(value)
-        except ValueError:
-            element = self.child(parent, name)
-            self.problems.append(
-                Problem(
-                    f"{name} is {value!r}, expected {expected}",
-                    path=element_path(element),
-                    line=element.sourceline,
-                    code="value",
-                )
-            )
-            return None
+        return self.convert(parent, self.text(parent, name), name, convert, expected)
 
     def values(self, parent: etree._Element | None) -> dict[str, str | None]:
         """Per local name, what :meth:`text` gives for ``parent``: read once per parent.

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import base64
 import random
-import ssl
 import time
 from collections.abc import Callable
 from urllib.parse import urljoin
 
 import requests
 
+from connector.neterrors import short as _short
+from connector.neterrors import tls_cause as _tls_cause
 from .config import SecretError, WebhookDestinationConfig, resolve_secret
 from .delivery import Delivery, DeliveryError
 from .formdata import FormBody, FormField, FormFile
@@ -181,24 +182,3 @@ def _answer(response: requests.Response) -> str:
     if not text:
         return ""
     return f": {text}{'…' if len(data) > _ANSWER_LIMIT else ''}"
-
-
-def _tls_cause(exc: BaseException) -> bool:
-    """Whether an ssl.SSLError (not a mere EOF or reset) sits in ``exc``'s chain or arguments
-    (with TLS 1.3 a refused client certificate shows only on the first read)."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        e = todo.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ssl.SSLError) and not isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-            return True
-        todo.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args) if isinstance(x, BaseException))
-    return False
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    return text if len(text) < 300 else text[:300] + "…"
