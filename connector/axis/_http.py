@@ -1,46 +1,39 @@
 """HTTP plumbing shared by both bindings: a requests session, error mapping, retries.
 
-One retry policy object (:class:`RetryPolicy`): exponential backoff with full jitter, applied
-only to operations the caller marks safe (idempotent reads); a send is never repeated here.
+Retries use the one policy object (:class:`connector.retry.RetryPolicy`): exponential backoff
+with full jitter, applied only to operations the caller marks safe (idempotent reads); a send
+is never repeated here.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import requests
 
 from ..neterrors import short as _short
 from ..neterrors import tls_cause as _tls_cause
+from ..retry import RetryPolicy
 from .errors import AxisError, RetryableAxisError, TLSError, http_error_class
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """``retries`` extra attempts; the n-th waits a random time in [0, min(cap, base * 2**n)]."""
+#: The most an axis retry waits (seconds), however many retries are configured.
+RETRY_CAP = 30.0
 
-    retries: int = 3
-    base: float = 0.5
-    cap: float = 30.0
 
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap, self.base * (2**attempt)))
+def retry_policy(retries: int, backoff: float) -> RetryPolicy:
+    """The in-call policy of a binding: ``retries`` extra attempts, the n-th waiting a random
+    time in [0, min(30 s, backoff * 2**(n-1))] (exponential backoff, full jitter)."""
+    return RetryPolicy.exponential(backoff, retries=retries, cap=RETRY_CAP)
 
-    def run(self, call: Callable[[], T], *, safe: bool, sleep: Callable[[float], None] = time.sleep) -> T:
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except RetryableAxisError:
-                if not safe or attempt >= self.retries:
-                    raise
-                sleep(self.delay(attempt))
-                attempt += 1
+
+def call_with_retries(policy: RetryPolicy, call: Callable[[], T], *, safe: bool) -> T:
+    """Run ``call``; a safe (idempotent) operation is retried on :class:`RetryableAxisError`
+    by ``policy``, an unsafe one (a send, an acknowledgement) runs exactly once."""
+    return policy.run(call, retry_on=RetryableAxisError) if safe else call()
 
 
 def new_session(verify: bool | str, cert: tuple[str, str] | str | None) -> requests.Session:

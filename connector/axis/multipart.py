@@ -2,9 +2,10 @@
 
 Both directions stream: :func:`generate` yields the body in chunks, reading each attachment
 from its :class:`~connector.edxml.model.AttachmentData` as it goes; :func:`parse` reads a body
-from a binary stream in chunks, finds boundaries even when they straddle two chunks, and
-spools each part to a :class:`~connector.edxml.model.SpooledData` (memory while small, a
-temporary file beyond), so no large part is ever held whole in memory. The hub contract's
+from a binary stream in chunks with the shared :class:`connector.multipart.PartReader` (which
+finds boundaries even when they straddle two chunks and enforces the limits), and spools each
+part to a :class:`~connector.edxml.model.SpooledData` (memory while small, a temporary file
+beyond), so no large part is ever held whole in memory. The hub contract's
 shapes are both here: raw bytes (``Content-Transfer-Encoding: binary``) for SendDocument, and
 the unlabelled base64 TEXT parts of GetDocument responses (:func:`generate` with
 ``encoding="base64"``; :func:`decode_base64` on the reading side).
@@ -15,22 +16,17 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.message import Message as _HeaderMessage
 from pathlib import Path
-from typing import BinaryIO, Iterator, Literal
+from typing import BinaryIO, Literal
 
 from connector.edxml.model import AttachmentData, BytesData, SpooledData, bare_content_id
+from connector.multipart import CHUNK, CRLF, MultipartError, PartReader, split_content_type
 
-CHUNK = 1 << 16
-CRLF = b"\r\n"
 ROOT_CID = "root"
 ENVELOPE_TYPE = "text/xml; charset=UTF-8"
 Encoding = Literal["binary", "base64"]
-
-
-class MultipartError(ValueError):
-    """The body is not a well-formed multipart/related message, or is over a limit."""
 
 
 @dataclass
@@ -160,14 +156,6 @@ def generate(
 # --------------------------------------------------------------------------- reading
 
 
-def header_params(value: str) -> tuple[str, dict[str, str]]:
-    """Split a ``Content-Type`` value into its lower-case type and its parameters."""
-    message = _HeaderMessage()
-    message["content-type"] = value
-    params = {k.lower(): v for k, v in (message.get_params() or [])[1:]}
-    return message.get_content_type(), params
-
-
 def is_multipart(content_type_value: str | None) -> bool:
     return bool(content_type_value) and content_type_value.strip().lower().startswith("multipart/")  # type: ignore[union-attr]
 
@@ -185,16 +173,14 @@ def parse(
     Raises :class:`MultipartError` on a missing boundary, a truncated body, a part without a
     usable Content-ID, or a limit exceeded. Spooled parts are closed on error.
     """
-    ctype, params = header_params(content_type_value)
+    ctype, params = split_content_type(content_type_value)
     boundary = params.get("boundary")
     if not ctype.startswith("multipart/") or not boundary:
         raise MultipartError(f"not a multipart body with a boundary: {content_type_value[:200]!r}")
-    if len(boundary) > 200:
-        raise MultipartError("boundary longer than 200 characters")
     start = bare_content_id(params.get("start", "")) or None
     received: list[InPart] = []
     try:
-        for part in _iter_parts(stream, boundary.encode("latin-1"), limits, spool_dir, chunk):
+        for part in _iter_parts(stream, boundary, limits, spool_dir, chunk):
             received.append(part)
         if not received:
             raise MultipartError("multipart body has no parts")
@@ -219,54 +205,17 @@ def parse(
         raise
 
 
-class _Reader:
-    """A chunked reader with a look-ahead buffer."""
-
-    def __init__(self, stream: BinaryIO, chunk: int, max_total: int):
-        self.stream, self.chunk, self.max_total = stream, chunk, max_total
-        self.buffer = bytearray(CRLF)  # so a delimiter at the very start is found like the others
-        self.total = 0
-        self.eof = False
-
-    def fill(self) -> bool:
-        if self.eof:
-            return False
-        block = self.stream.read(self.chunk)
-        if not block:
-            self.eof = True
-            return False
-        self.total += len(block)
-        if self.total > self.max_total:
-            raise MultipartError(f"body over {self.max_total} bytes")
-        self.buffer += block
-        return True
-
-
 def _iter_parts(
-    stream: BinaryIO, boundary: bytes, limits: MultipartLimits, spool_dir: str | Path | None, chunk: int
+    stream: BinaryIO, boundary: str, limits: MultipartLimits, spool_dir: str | Path | None, chunk: int
 ) -> Iterator[InPart]:
-    delimiter = CRLF + b"--" + boundary
-    reader = _Reader(stream, chunk, limits.max_total)
-    # Preamble: skip up to the first delimiter.
-    while (at := reader.buffer.find(delimiter)) < 0:
-        del reader.buffer[: max(0, len(reader.buffer) - len(delimiter))]
-        if not reader.fill():
-            raise MultipartError("no boundary found in the body")
-    del reader.buffer[: at + len(delimiter)]
-    count = 0
-    while True:
-        while len(reader.buffer) < 2 and reader.fill():
-            pass
-        if reader.buffer[:2] == b"--":
-            return  # close delimiter; the epilogue is ignored
-        # Rest of the delimiter line (transport padding), then the headers.
-        headers = _read_headers(reader, limits.max_header_bytes)
-        count += 1
-        if count > limits.max_parts:
-            raise MultipartError(f"more than {limits.max_parts} parts")
+    reader = PartReader(
+        stream, boundary, max_total=limits.max_total, max_parts=limits.max_parts,
+        max_header_bytes=limits.max_header_bytes, chunk=chunk, unfold_headers=True,
+    )
+    while (headers := reader.next_part()) is not None:
         data = SpooledData(limits.spool_memory, spool_dir)
         try:
-            _read_body(reader, delimiter, data, limits.max_part_size)
+            reader.read_body(data.write, limits.max_part_size)
         except BaseException:
             data.close()
             raise
@@ -277,57 +226,6 @@ def _iter_parts(
             headers.get("content-type", "application/octet-stream"),
             data,
         )
-
-
-def _read_headers(reader: _Reader, max_bytes: int) -> dict[str, str]:
-    while (end := reader.buffer.find(b"\r\n\r\n")) < 0:
-        if len(reader.buffer) > max_bytes:
-            raise MultipartError(f"part headers over {max_bytes} bytes")
-        if not reader.fill():
-            raise MultipartError("body ends inside part headers")
-    if end > max_bytes:
-        raise MultipartError(f"part headers over {max_bytes} bytes")
-    block = bytes(reader.buffer[:end])
-    del reader.buffer[: end + 4]
-    first, _, rest = block.partition(CRLF)
-    if first.strip(b" \t"):
-        raise MultipartError("garbage after a boundary delimiter")
-    headers: dict[str, str] = {}
-    for line in rest.decode("utf-8", "replace").split("\r\n"):
-        if not line:
-            continue
-        if line[0] in " \t" and headers:  # folded header line
-            last = next(reversed(headers))
-            headers[last] += " " + line.strip()
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise MultipartError(f"malformed part header line {line[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
-    return headers
-
-
-def _read_body(reader: _Reader, delimiter: bytes, out: SpooledData, max_size: int) -> None:
-    keep = len(delimiter) - 1
-    while True:
-        at = reader.buffer.find(delimiter)
-        if at >= 0:
-            _emit(out, reader.buffer[:at], max_size)
-            del reader.buffer[: at + len(delimiter)]
-            return
-        if len(reader.buffer) > keep:
-            cut = len(reader.buffer) - keep
-            _emit(out, reader.buffer[:cut], max_size)
-            del reader.buffer[:cut]
-        if not reader.fill():
-            raise MultipartError("body ends inside a part (no closing boundary)")
-
-
-def _emit(out: SpooledData, data: bytearray, max_size: int) -> None:
-    if out.size + len(data) > max_size:
-        raise MultipartError(f"a part is over {max_size} bytes")
-    if data:
-        out.write(bytes(data))
 
 
 # --------------------------------------------------------------------------- base64 parts
@@ -363,6 +261,6 @@ def decode_base64(data: AttachmentData, *, spool_memory: int = 1 << 20, spool_di
 
 __all__ = [
     "OutPart", "InPart", "Related", "MultipartLimits", "MultipartError", "new_boundary", "content_type",
-    "body_length", "generate", "parse", "header_params", "is_multipart", "decode_base64", "ROOT_CID",
+    "body_length", "generate", "parse", "is_multipart", "decode_base64", "ROOT_CID",
     "ENVELOPE_TYPE", "BytesData",
 ]

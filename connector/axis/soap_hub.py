@@ -32,7 +32,7 @@ from connector.edxml.build import build
 from connector.edxml.model import Edoc, Message, Status
 
 from . import multipart, soap_wire
-from ._http import RetryPolicy, SizedIterable, new_session, raise_for_http, read_limited, request
+from ._http import SizedIterable, call_with_retries, new_session, raise_for_http, read_limited, request, retry_policy
 from .errors import AxisError, NotFoundError, ProtocolError, RetryableAxisError, ValidationError
 from .transport import Agency, FetchedInfo, Kind, PendingItem
 
@@ -74,7 +74,7 @@ class SoapHubAxis:
         self.organ_id = organ_id
         self.token = token
         self.timeout = timeout
-        self.policy = RetryPolicy(retries, backoff)
+        self.policy = retry_policy(retries, backoff)
         self.spool_dir = spool_dir
         self.limits = multipart_limits
         self.session = session or new_session(verify, cert)
@@ -143,7 +143,7 @@ class SoapHubAxis:
                 related.close()
             return read(root)
 
-        return self.policy.run(attempt, safe=safe)
+        return call_with_retries(self.policy, attempt, safe=safe)
 
     # ------------------------------------------------------------------ AxisTransport
 
@@ -198,7 +198,7 @@ class SoapHubAxis:
                     related.close()
                 raise
 
-        return self.policy.run(attempt, safe=True)
+        return call_with_retries(self.policy, attempt, safe=True)
 
     def fetch(self, item_id: str, dest: BinaryIO) -> FetchedInfo:
         """Write the document (rebuilt as QCVN 102 edXML by the codec) or status to ``dest``."""

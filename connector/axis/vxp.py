@@ -22,7 +22,7 @@ from connector.edxml.build import build
 from connector.edxml.model import Edoc, Message, Status
 
 from . import vxp_wire as wire
-from ._http import RetryPolicy, new_session, raise_for_http, read_limited, request
+from ._http import call_with_retries, new_session, raise_for_http, read_limited, request, retry_policy
 from .errors import AxisError, NotFoundError, ProtocolError, RetryableAxisError, ValidationError
 from .transport import Agency, FetchedInfo, Kind, PendingItem
 
@@ -54,7 +54,7 @@ class VxpAxis:
         self.system_id = system_id
         self.secret = secret
         self.timeout = timeout
-        self.policy = RetryPolicy(retries, backoff)
+        self.policy = retry_policy(retries, backoff)
         self.session = session or new_session(verify, cert)
         self.spool_dir = spool_dir
         self._kinds: dict[str, Kind] = {}
@@ -97,7 +97,10 @@ class VxpAxis:
         return wire.parse_answer(body, operation)
 
     def _call_json(self, operation: str, *, safe: bool, **kwargs) -> dict[str, Any]:
-        return self.policy.run(lambda: self._json(self._request(operation, **kwargs), operation), safe=safe)
+        def attempt() -> dict[str, Any]:
+            return self._json(self._request(operation, **kwargs), operation)
+
+        return call_with_retries(self.policy, attempt, safe=safe)
 
     # ------------------------------------------------------------------ AxisTransport
 
@@ -179,7 +182,7 @@ class VxpAxis:
                 raise ProtocolError("getEdoc body does not match its content-sha256", operation="getEdoc")
             return FetchedInfo(item_id, written[0], digest.hexdigest(), self._kinds.get(item_id, "edoc"))
 
-        return self.policy.run(attempt, safe=True)
+        return call_with_retries(self.policy, attempt, safe=True)
 
     def acknowledge(self, item_id: str, ok: bool = True, reason: str | None = None) -> None:
         """updateStatus(done|fail); the reason travels as JSON ``{"reason": ...}``. Not retried."""

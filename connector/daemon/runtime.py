@@ -19,7 +19,7 @@ from ..edxml.model import Organization, StaffInfo
 from ..engine.context import EngineContext, EngineSettings, GateClosed, default_worker_id
 from ..engine.engine import Engine
 from ..engine.events import ExchangeEvent
-from ..engine.retry import RetryPolicy
+from ..retry import RetryPolicy
 from ..routing.delivery import open_destination
 from ..routing.rules import Router
 from ..signing.keys import KeySourceError, SigningKey, load_signing_key
@@ -154,7 +154,9 @@ def _assemble(config: Config, db: sa.Engine, lock_fd: int | None) -> Runtime:
         agency=Organization(organ_id=c.agency, organ_name=c.name),
         data_dir=data_dir,
         staff=staff,
-        retry=RetryPolicy(tuple(r.schedule_s), r.max_attempts, r.max_age_h * 3600, r.jitter),
+        retry=RetryPolicy(
+            tuple(r.schedule_s), max_attempts=r.max_attempts, max_age=r.max_age_h * 3600, jitter=r.jitter
+        ),
         worker_id=c.instance_id or default_worker_id(),
     )
     ctx = EngineContext(settings, store, evidence, axis, key, trust, signature_policy(config), gate=_gate(audit))

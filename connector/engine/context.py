@@ -12,13 +12,13 @@ from pathlib import Path
 
 from ..axis.transport import AxisTransport
 from ..edxml.model import Organization, StaffInfo
+from ..retry import RetryPolicy
 from ..signing.keys import SigningKey
 from ..signing.policy import SignaturePolicy
 from ..signing.verify import TrustOptions
 from ..store.evidence import EvidenceStore
 from ..store.repo import Store
 from .events import NullObserver, Observer
-from .retry import RetryPolicy
 
 log = logging.getLogger("connector.engine")
 

@@ -5,9 +5,10 @@ files opened only while they are sent), the exact length is known before the fir
 the request carries ``Content-Length`` (some DMS servers refuse chunked bodies) and each
 attempt of a retry streams the files again from disk.
 
-Reading (:func:`parse_form`): chunks from a stream, boundaries found even when they straddle
-two reads, each file part written straight to a file in a folder the caller gives, small
-fields kept in memory; limits on part count, header size, field and file size and the total.
+Reading (:func:`parse_form`): the parts come from the shared streaming reader
+(:class:`connector.multipart.PartReader`: boundaries found even when they straddle two reads,
+limits on part count, header size, part size and the total); each file part is written
+straight to a file in a folder the caller gives, small fields are kept in memory.
 """
 
 from __future__ import annotations
@@ -20,12 +21,10 @@ from email.message import Message as _Headers
 from pathlib import Path
 from typing import BinaryIO
 
-CHUNK = 1 << 16
-CRLF = b"\r\n"
+from connector.multipart import CHUNK, CRLF, MultipartError, PartReader, split_content_type
 
 __all__ = [
     "FormBody",
-    "FormError",
     "FormField",
     "FormFile",
     "FormLimits",
@@ -110,14 +109,6 @@ class FormBody:
 # --------------------------------------------------------------------------- reading
 
 
-class FormError(ValueError):
-    """The body is not well-formed multipart/form-data, or is over a limit (``status`` 400/413)."""
-
-    def __init__(self, message: str, status: int = 400):
-        self.status = status
-        super().__init__(message)
-
-
 @dataclass(frozen=True)
 class FormLimits:
     max_parts: int = 1000
@@ -155,64 +146,37 @@ def parse_form(
     """Read a form-data body; file parts (those with a ``filename``) go to files under
     ``target_dir`` (``file_path(index, filename)`` picks the path, default ``part-<index>``).
 
-    Raises :class:`FormError`; files written before the error are left for the caller to
+    Raises :class:`~connector.multipart.MultipartError` (its ``status`` 400, 413 or 415 fits
+    the HTTP answer); files written before the error are left for the caller to
     remove with ``target_dir``.
     """
-    ctype, params = _header_params(content_type)
+    ctype, params = split_content_type(content_type)
     boundary = params.get("boundary")
     if ctype != "multipart/form-data" or not boundary:
-        raise FormError(f"expected Content-Type multipart/form-data with a boundary, got {content_type[:200]!r}", 415)
-    if len(boundary) > 200:
-        raise FormError("boundary longer than 200 characters")
+        raise MultipartError(
+            f"expected Content-Type multipart/form-data with a boundary, got {content_type[:200]!r}", 415
+        )
     choose = file_path or (lambda index, filename: target_dir / f"part-{index}")
     form = ParsedForm()
-    delimiter = CRLF + b"--" + boundary.encode("latin-1")
-    reader = _Reader(stream, limits.max_total)
-    while (at := reader.buffer.find(delimiter)) < 0:
-        del reader.buffer[: max(0, len(reader.buffer) - len(delimiter))]
-        if not reader.fill():
-            raise FormError("no boundary found in the body")
-    del reader.buffer[: at + len(delimiter)]
-    count = 0
-    while True:
-        while len(reader.buffer) < 2 and reader.fill():
-            pass
-        if reader.buffer[:2] == b"--":
-            return form
-        headers = _read_headers(reader, limits.max_header_bytes)
-        count += 1
-        if count > limits.max_parts:
-            raise FormError(f"more than {limits.max_parts} parts", 413)
-        disposition = headers.get("content-disposition", "")
-        name, filename = _disposition(disposition)
+    reader = PartReader(
+        stream, boundary, max_total=limits.max_total, max_parts=limits.max_parts, max_header_bytes=limits.max_header_bytes
+    )
+    while (headers := reader.next_part()) is not None:
+        name, filename = _disposition(headers.get("content-disposition", ""))
         if name is None:
-            raise FormError(f"part {count} has no Content-Disposition name")
-        part_type = headers.get("content-type", "application/octet-stream")
+            raise MultipartError(f"part {reader.count} has no Content-Disposition name")
         if filename is None:
-            buffer = bytearray()
-            _read_body(reader, delimiter, buffer.extend, limits.max_field_bytes, f"field {name!r}")
-            form.fields.setdefault(name, []).append(bytes(buffer))
+            value = bytearray()
+            reader.read_body(value.extend, limits.max_field_bytes, f"field {name!r}")
+            form.fields.setdefault(name, []).append(bytes(value))
             continue
-        path = choose(count, filename)
-        size = 0
+        path = choose(reader.count, filename)
         with open(path, "xb") as out:
-
-            def write(data: bytes) -> None:
-                nonlocal size
-                size += len(data)
-                out.write(data)
-
-            _read_body(reader, delimiter, write, limits.max_file_bytes, f"file {filename!r}")
+            size = reader.read_body(out.write, limits.max_file_bytes, f"file {filename!r}")
             out.flush()
             os.fsync(out.fileno())
-        form.files.append(ReceivedFile(name, filename, part_type, path, size))
-
-
-def _header_params(value: str) -> tuple[str, dict[str, str]]:
-    message = _Headers()
-    message["content-type"] = value
-    params = {k.lower(): v for k, v in (message.get_params() or [])[1:]}
-    return message.get_content_type(), params
+        form.files.append(ReceivedFile(name, filename, headers.get("content-type", "application/octet-stream"), path, size))
+    return form
 
 
 def _disposition(value: str) -> tuple[str | None, str | None]:
@@ -226,70 +190,3 @@ def _disposition(value: str) -> tuple[str | None, str | None]:
     if isinstance(name, tuple):
         name = name[2]
     return (str(name) if name is not None else None), filename
-
-
-class _Reader:
-    def __init__(self, stream: BinaryIO, max_total: int):
-        self.stream, self.max_total = stream, max_total
-        self.buffer = bytearray(CRLF)  # a delimiter at the very start is found like the others
-        self.total = 0
-
-    def fill(self) -> bool:
-        block = self.stream.read(CHUNK)
-        if not block:
-            return False
-        self.total += len(block)
-        if self.total > self.max_total:
-            raise FormError(f"body over {self.max_total} bytes", 413)
-        self.buffer += block
-        return True
-
-
-def _read_headers(reader: _Reader, max_bytes: int) -> dict[str, str]:
-    while (end := reader.buffer.find(b"\r\n\r\n")) < 0:
-        if len(reader.buffer) > max_bytes:
-            raise FormError(f"part headers over {max_bytes} bytes", 413)
-        if not reader.fill():
-            raise FormError("body ends inside part headers")
-    if end > max_bytes:
-        raise FormError(f"part headers over {max_bytes} bytes", 413)
-    block = bytes(reader.buffer[:end])
-    del reader.buffer[: end + 4]
-    first, _, rest = block.partition(CRLF)
-    if first.strip(b" \t"):
-        raise FormError("garbage after a boundary delimiter")
-    headers: dict[str, str] = {}
-    for line in rest.decode("utf-8", "replace").split("\r\n"):
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise FormError(f"malformed part header line {line[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
-    return headers
-
-
-def _read_body(reader: _Reader, delimiter: bytes, emit: Callable[[bytes], None], max_size: int, what: str) -> None:
-    keep = len(delimiter) - 1
-    size = 0
-
-    def out(data: bytearray) -> None:
-        nonlocal size
-        size += len(data)
-        if size > max_size:
-            raise FormError(f"{what} is over {max_size} bytes", 413)
-        if data:
-            emit(bytes(data))
-
-    while True:
-        at = reader.buffer.find(delimiter)
-        if at >= 0:
-            out(reader.buffer[:at])
-            del reader.buffer[: at + len(delimiter)]
-            return
-        if len(reader.buffer) > keep:
-            cut = len(reader.buffer) - keep
-            out(reader.buffer[:cut])
-            del reader.buffer[:cut]
-        if not reader.fill():
-            raise FormError("body ends inside a part (no closing boundary)")

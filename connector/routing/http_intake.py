@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from connector.edxml.names import normalized, unsafe_reason
+from connector.multipart import MultipartError
 
-from .formdata import FormError, FormLimits, parse_form
+from .formdata import FormLimits, parse_form
 from .intake_checks import (
     MAX_METADATA_BYTES,
     DocumentCheck,
@@ -196,7 +197,7 @@ def _post_document(environ: dict, submit: Submit, spool: Path, max_body: int, ma
         limits = FormLimits(max_field_bytes=MAX_METADATA_BYTES, max_file_bytes=max_file, max_total=max_body)
         try:
             form = parse_form(stream, environ.get("CONTENT_TYPE", ""), folder, limits=limits, file_path=file_path)
-        except FormError as exc:
+        except MultipartError as exc:
             raise _Answer(exc.status, f"cannot read the multipart body: {exc}") from None
         metadata = form.fields.get("metadata", [])
         if len(metadata) != 1:

@@ -22,7 +22,6 @@ the DMS's own answer quoted. TLS failures are permanent too: retrying cannot fix
 from __future__ import annotations
 
 import base64
-import random
 import time
 from collections.abc import Callable
 from urllib.parse import urljoin
@@ -31,6 +30,8 @@ import requests
 
 from connector.neterrors import short as _short
 from connector.neterrors import tls_cause as _tls_cause
+from connector.retry import RetryPolicy
+
 from .config import SecretError, WebhookDestinationConfig, resolve_secret
 from .delivery import Delivery, DeliveryError
 from .formdata import FormBody, FormField, FormFile
@@ -40,6 +41,10 @@ __all__ = ["WebhookDestination"]
 
 RETRYABLE_STATUS = {408, 425, 429}
 _ANSWER_LIMIT = 2000
+
+
+class _TryAgain(Exception):
+    """One attempt failed in a way another attempt may fix; the message says how."""
 
 
 class WebhookDestination:
@@ -55,6 +60,7 @@ class WebhookDestination:
         self.name = name
         self.config = config
         self._sleep = sleep
+        self._policy = RetryPolicy.exponential(config.backoff_s, retries=config.retries)
         self._session = requests.Session()
         self._session.trust_env = False  # no proxy or netrc from the environment: the URL is explicit
         self._session.verify = str(config.ca_bundle) if config.ca_bundle else True
@@ -68,57 +74,64 @@ class WebhookDestination:
         cert = self._credentials(headers)
         body = self._body(delivery)
         headers["Content-Type"] = body.content_type
-        attempt = 0
-        while True:
-            try:
-                response = self._session.post(
-                    self.config.url,
-                    data=body,
-                    headers=headers,
-                    cert=cert,
-                    timeout=self.config.timeout_s,
-                    allow_redirects=False,
-                    stream=True,
-                )
-            except requests.exceptions.SSLError as exc:
-                raise self._error(f"TLS failure talking to {self.config.url}: {_short(exc)}", retryable=False) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if _tls_cause(exc):
-                    raise self._error(f"TLS failure talking to {self.config.url}: {_short(exc)}", retryable=False) from None
-                problem = f"{'timed out' if isinstance(exc, requests.Timeout) else 'cannot connect'}: {_short(exc)}"
-            except requests.RequestException as exc:  # the connection broke mid-answer, and the like
-                problem = f"HTTP exchange failed: {_short(exc)}"
-            except OSError as exc:  # a file changed or vanished while it was being sent
-                raise self._error(f"cannot read a file to send: {exc}", retryable=True) from None
-            else:
-                with response:
-                    status = response.status_code
-                    if 200 <= status < 300:
-                        location = response.headers.get("Location")
-                        return urljoin(self.config.url, location) if location else self.config.url
-                    answer = _answer(response)
-                if 300 <= status < 400:
-                    where = response.headers.get("Location", "?")
-                    raise self._error(f"HTTP {status} redirect to {where} (not followed; fix the url){answer}", retryable=False)
-                if status >= 500 or status in RETRYABLE_STATUS:
-                    problem = f"HTTP {status} {response.reason or ''}".rstrip() + answer
-                else:
-                    raise self._error(
-                        f"the DMS refused the item: HTTP {status} {response.reason or ''}".rstrip() + answer,
-                        retryable=False,
-                    )
-            if attempt >= self.config.retries:
-                tries = attempt + 1
-                raise self._error(
-                    f"{problem} (after {tries} attempt{'s' if tries != 1 else ''} to {self.config.url})", retryable=True
-                )
-            self._sleep(random.uniform(0, self.config.backoff_s * (2**attempt)))
-            attempt += 1
+        tries = 0
+
+        def attempt() -> str:
+            nonlocal tries
+            tries += 1
+            return self._post(body, headers, cert)
+
+        try:
+            return self._policy.run(attempt, retry_on=_TryAgain, sleep=self._sleep)
+        except _TryAgain as exc:
+            raise self._error(
+                f"{exc} (after {tries} attempt{'s' if tries != 1 else ''} to {self.config.url})", retryable=True
+            ) from None
 
     def close(self) -> None:
         self._session.close()
 
     # ------------------------------------------------------------------ internals
+
+    def _post(self, body: FormBody, headers: dict[str, str], cert: tuple[str, str] | None) -> str:
+        """One POST: the delivered URL, or :class:`_TryAgain` for an answer worth retrying;
+        a permanent failure is a non-retryable :class:`DeliveryError` at once."""
+        try:
+            response = self._session.post(
+                self.config.url,
+                data=body,
+                headers=headers,
+                cert=cert,
+                timeout=self.config.timeout_s,
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise self._error(f"TLS failure talking to {self.config.url}: {_short(exc)}", retryable=False) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if _tls_cause(exc):
+                raise self._error(f"TLS failure talking to {self.config.url}: {_short(exc)}", retryable=False) from None
+            raise _TryAgain(
+                f"{'timed out' if isinstance(exc, requests.Timeout) else 'cannot connect'}: {_short(exc)}"
+            ) from None
+        except requests.RequestException as exc:  # the connection broke mid-answer, and the like
+            raise _TryAgain(f"HTTP exchange failed: {_short(exc)}") from None
+        except OSError as exc:  # a file changed or vanished while it was being sent
+            raise self._error(f"cannot read a file to send: {exc}", retryable=True) from None
+        with response:
+            status = response.status_code
+            if 200 <= status < 300:
+                location = response.headers.get("Location")
+                return urljoin(self.config.url, location) if location else self.config.url
+            answer = _answer(response)
+        if 300 <= status < 400:
+            where = response.headers.get("Location", "?")
+            raise self._error(f"HTTP {status} redirect to {where} (not followed; fix the url){answer}", retryable=False)
+        if status >= 500 or status in RETRYABLE_STATUS:
+            raise _TryAgain(f"HTTP {status} {response.reason or ''}".rstrip() + answer)
+        raise self._error(
+            f"the DMS refused the item: HTTP {status} {response.reason or ''}".rstrip() + answer, retryable=False
+        )
 
     def _error(self, message: str, *, retryable: bool) -> DeliveryError:
         return DeliveryError(message, destination=self.name, retryable=retryable)

@@ -8,9 +8,9 @@ import random
 
 import pytest
 
+from connector.multipart import MultipartError as FormError
 from connector.routing.formdata import (
     FormBody,
-    FormError,
     FormField,
     FormFile,
     parse_form,
