@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import ssl
+from typing import Callable
 
 
 def tls_cause(exc: BaseException) -> bool:
     """Whether an ssl.SSLError (not a mere EOF or reset) sits in ``exc``'s chain or arguments
     (with TLS 1.3 a refused client certificate shows only on the first read)."""
+    return _find(exc, lambda e: isinstance(e, ssl.SSLError)
+                 and not isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError))) is not None
+
+
+def short(exc: BaseException, limit: int = 300) -> str:
+    """The exception's text, cut to ``limit`` characters for a log line or an error field.
+
+    A refused server certificate is said in the verifier's words ("certificate has expired",
+    "IP address mismatch, certificate is not valid for '10.0.0.5'") rather than in the
+    connection pool's long wrapper text, where the reason comes last and is often cut off.
+    """
+    verification = _find(exc, lambda e: isinstance(e, ssl.SSLCertVerificationError))
+    if verification is not None and getattr(verification, "verify_message", None):
+        text = f"certificate verify failed: {verification.verify_message}"
+    else:
+        text = str(exc)
+    return text if len(text) < limit else text[:limit] + "…"
+
+
+def _find(exc: BaseException, wanted: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first exception ``wanted`` accepts in ``exc``'s chain, causes or arguments."""
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
     while todo:
@@ -15,13 +37,7 @@ def tls_cause(exc: BaseException) -> bool:
         if id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, ssl.SSLError) and not isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-            return True
+        if wanted(e):
+            return e
         todo.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args) if isinstance(x, BaseException))
-    return False
-
-
-def short(exc: BaseException, limit: int = 300) -> str:
-    """The exception's text, cut to ``limit`` characters for a log line or an error field."""
-    text = str(exc)
-    return text if len(text) < limit else text[:limit] + "…"
+    return None

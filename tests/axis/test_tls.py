@@ -114,3 +114,68 @@ def test_tls_settings_are_checked(tmp_path, pki):
         SandboxServer(tmp_path / "a", tls_cert=cert)
     with pytest.raises(ValueError):
         SandboxServer(tmp_path / "b", client_ca=pki["ca"])
+
+
+def _odd_server_certificate(tmp_path, *, san: list, days: tuple[int, int]) -> tuple:
+    """A server certificate from the dev issuing CA with the given names and validity (in days from now)."""
+    import datetime as dt
+    import ipaddress  # noqa: F401 - used by callers' SAN lists
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from connector.signing.devpki import issue_certificate
+
+    pki = create_dev_pki(tmp_path / "pki")
+    now = dt.datetime.now(dt.timezone.utc)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = issue_certificate(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "odd server")]),
+        key.public_key(),
+        pki.issuing_ca.certificate,
+        pki.issuing_ca.private_key(),
+        not_before=now + dt.timedelta(days=days[0]),
+        not_after=now + dt.timedelta(days=days[1]),
+        key_usage=("digital_signature", "key_encipherment"),
+        extended_key_usage=[ExtendedKeyUsageOID.SERVER_AUTH],
+        san=san,
+    )
+    cert_path, key_path = tmp_path / "odd.pem", tmp_path / "odd.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(pki.chain_path.read_bytes())
+    return cert_path, key_path, str(bundle)
+
+
+@pytest.mark.parametrize(
+    "case, san, days, words",
+    [
+        # the axis URL names 127.0.0.1, the certificate another host: a redirected or spoofed endpoint
+        ("hostname-mismatch", ["axis.example.vn"], (-1, 365), ("mismatch",)),
+        ("expired", ["localhost", "127.0.0.1"], (-30, -1), ("expired",)),
+        ("not-yet-valid", ["localhost", "127.0.0.1"], (2, 365), ("not yet valid",)),
+    ],
+)
+def test_a_server_certificate_that_does_not_fit_is_a_permanent_tls_error(tmp_path, case, san, days, words):
+    import ipaddress
+
+    from cryptography import x509
+
+    names = [x509.IPAddress(ipaddress.ip_address(n)) if n[0].isdigit() else x509.DNSName(n) for n in san]
+    cert, key, bundle = _odd_server_certificate(tmp_path, san=names, days=days)
+    with SandboxServer(tmp_path / "data", tls_cert=cert, tls_key=key, seed=1) as server:
+        with _hub(server, H16, verify=bundle) as hub, _vxp(server, G22, verify=bundle) as vxp:
+            with pytest.raises(TLSError) as hub_err:
+                hub.check_permission()
+            with pytest.raises(TLSError) as vxp_err:
+                vxp.pending()
+        assert server.store.counts()["documents"] == {}
+    for err in (hub_err.value, vxp_err.value):
+        assert isinstance(err, PermanentAxisError) and not isinstance(err, RetryableAxisError)
+        message = str(err).lower()
+        assert any(w in message for w in words), message
+        assert "connectionpool" not in message  # the verifier's reason, not the HTTP pool's wrapper
