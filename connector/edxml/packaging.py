@@ -44,6 +44,9 @@ def unwrap(
     with data.open() as fh:
         if fh.read(4) != b"PK\x03\x04":
             return None
+    stored = _plain_stored_entry(data)
+    if stored is not None:
+        return _stored_slice(data, stored)
     try:
         with zipfile.ZipFile(_Seekable(data)) as archive:
             entries = archive.infolist()
@@ -56,6 +59,49 @@ def unwrap(
             return _inflate(archive, info, _budget(info.compress_size, limits), spool_memory, spool_dir)
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, struct.error) as exc:
         raise UnwrapError(f"attachment ZIP cannot be opened: {exc}") from None
+
+
+_EOCD = struct.Struct("<4sHHHHIIH")
+_CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
+
+
+def _plain_stored_entry(data: SpooledData) -> zipfile.ZipInfo | None:
+    """The entry of the plainest one-entry ZIP (what the VNPT packaging and our own
+    :func:`write_zipped` write): stored, not encrypted, no archive comment, no ZIP64, nothing
+    before or after. None for anything else, which then goes through :mod:`zipfile`.
+
+    Reads the two fixed-size records directly: opening the archive with zipfile costs more
+    than the rest of reading a small document's attachment.
+    """
+    size = data.size
+    if size < 22 + 46:
+        return None
+    with data.read_range(size - 22, 22) as fh:
+        end = fh.read(22)
+    if len(end) != 22:
+        return None
+    signature, disk, cd_disk, on_disk, total, cd_size, cd_offset, comment = _EOCD.unpack(end)
+    if signature != b"PK\x05\x06" or disk or cd_disk or on_disk != 1 or total != 1 or comment:
+        return None
+    if cd_offset + cd_size != size - 22 or cd_size < 46:
+        return None
+    with data.read_range(cd_offset, cd_size) as fh:
+        central = fh.read(cd_size)
+    if len(central) != cd_size:
+        return None
+    (signature, _made, _needed, flags, method, _time, _date, crc, compressed, file_size,
+     name_len, extra_len, comment_len, _disk, _internal, _external, header_offset) = _CENTRAL.unpack_from(central)
+    if (signature != b"PK\x01\x02" or 46 + name_len + extra_len + comment_len != cd_size or method != zipfile.ZIP_STORED
+            or flags & 0x1 or compressed != file_size or 0xFFFFFFFF in (compressed, file_size, header_offset)):
+        return None
+    raw_name = central[46:46 + name_len]
+    name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", errors="replace")
+    if name.endswith("/"):
+        return None
+    info = zipfile.ZipInfo(name)
+    info.compress_type, info.flag_bits, info.CRC = method, flags, crc
+    info.compress_size, info.file_size, info.header_offset = compressed, file_size, header_offset
+    return info
 
 
 def _stored_slice(data: SpooledData, info: zipfile.ZipInfo) -> SliceData:

@@ -96,3 +96,68 @@ def test_not_a_single_entry_zip_is_left_alone():
         archive.writestr("b.pdf", b"b")
     assert unwrap(_spooled(out.getvalue())) is None
     assert unwrap(_spooled(b"%PDF-1.4 plain")) is None
+
+
+def _through_zipfile(data: bytes):
+    """What unwrap answers when the direct reader of plain stored archives is bypassed."""
+    from connector.edxml import packaging
+
+    original = packaging._plain_stored_entry
+    packaging._plain_stored_entry = lambda _data: None
+    try:
+        return _answer(data)
+    finally:
+        packaging._plain_stored_entry = original
+
+
+def _answer(data: bytes):
+    try:
+        inner = unwrap(_spooled(data))
+    except UnwrapError as exc:
+        return ("error", str(exc))
+    if inner is None:
+        return None
+    with inner.open() as fh:
+        return (type(inner).__name__, inner.size, inner.sha256, fh.read())
+
+
+def _variants() -> dict[str, bytes]:
+    def archive(**kwargs) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=kwargs.pop("compression", zipfile.ZIP_STORED)) as zf:
+            if kwargs.pop("comment", None):
+                zf.comment = b"made by a DMS"
+            for name, content in kwargs.pop("entries", [("a.pdf", CONTENT)]):
+                zf.writestr(name, content)
+        return out.getvalue()
+
+    ours = _zipped()
+    corrupt = bytearray(ours)
+    corrupt[100] ^= 0xFF
+    wrong_size = bytearray(ours)
+    central = ours.rindex(b"PK\x01\x02")
+    wrong_size[central + 24: central + 28] = struct.pack("<I", len(CONTENT) + 10)  # uncompressed size
+    past_end = bytearray(ours)
+    past_end[central + 42: central + 46] = struct.pack("<I", 200)  # local header offset
+    return {
+        "ours": ours,
+        "ours, ascii name": _zipped("van-ban.pdf"),
+        "zipfile stored": archive(),
+        "zipfile stored with comment": archive(comment=True),
+        "zipfile deflated": archive(compression=zipfile.ZIP_DEFLATED),
+        "two entries": archive(entries=[("a.pdf", b"a"), ("b.pdf", b"b")]),
+        "a directory": archive(entries=[("folder/", b"")]),
+        "empty file": archive(entries=[("empty.pdf", b"")]),
+        "data before the archive": b"junk" + ours,
+        "corrupt content": bytes(corrupt),
+        "sizes disagree": bytes(wrong_size),
+        "entry past the end": bytes(past_end),
+        "truncated": ours[:-5],
+    }
+
+
+@pytest.mark.parametrize("name", list(_variants()))
+def test_direct_reader_answers_as_zipfile_does(name):
+    """The direct reader of the plainest archives is a shortcut, never a different answer."""
+    data = _variants()[name]
+    assert _answer(data) == _through_zipfile(data)
