@@ -71,6 +71,7 @@ def write_site_config(
     extra: str = "",
     inbox: Path | None = None,
     data_dir: Path | None = None,
+    instance_id: str | None = None,
 ) -> SiteAgency:
     """Write ``folder/connector.toml`` (and the secret files) for one agency; returns its layout."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,7 @@ agency = {_q(code)}
 name = {_q(name)}
 data_dir = {_q(data_dir or "data")}
 {f'database_url = {_q(database_url)}' if database_url else '# database_url: SQLite at data/connector.db'}
+{f'instance_id = {_q(instance_id)}' if instance_id else '# instance_id: host:pid:random'}
 clerk_name = "Văn thư"
 clerk_department = "Văn phòng"
 

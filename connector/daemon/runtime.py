@@ -47,6 +47,7 @@ class Runtime:
     audit: Any = None
     destinations: dict[str, Any] = field(default_factory=dict)
     lock_fd: int | None = None
+    instance_hold: Any = None
 
     def close(self) -> None:
         for destination in self.destinations.values():
@@ -55,6 +56,9 @@ class Runtime:
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
         self.axis.close()
+        if self.instance_hold is not None:
+            self.instance_hold.close()
+            self.instance_hold = None
         self.db.dispose()
         if self.lock_fd is not None:
             os.close(self.lock_fd)
@@ -103,8 +107,10 @@ def _instance_lock(data_dir: Path) -> int:
 
 
 def open_runtime(config: Config | str | Path, *, exclusive: bool = True) -> Runtime:
-    """Everything the engine needs, opened and checked. ``exclusive``: take the data folder's
-    instance lock (the daemon and commands that do work; not ``status``)."""
+    """Everything the engine needs, opened and checked. ``exclusive`` (the daemon and commands
+    that do work; not ``status``): take the data folder's lock on SQLite, the instance's name on
+    PostgreSQL when ``connector.instance_id`` is set; either way, claims left by a killed run
+    of this instance are taken back."""
     if not isinstance(config, Config):
         config = load_config(config)
     data_dir = config.data_dir
@@ -118,12 +124,34 @@ def open_runtime(config: Config | str | Path, *, exclusive: bool = True) -> Runt
     if exclusive and not is_postgres(db):
         lock_fd = _instance_lock(data_dir)
     try:
-        return _assemble(config, db, lock_fd)
+        runtime = _assemble(config, db, lock_fd)
     except BaseException:
         db.dispose()
         if lock_fd is not None:
             os.close(lock_fd)
         raise
+    if exclusive and is_postgres(db) and config.connector.instance_id:
+        try:
+            _take_instance_name(runtime, config.connector.instance_id)
+        except BaseException:
+            runtime.close()
+            raise
+    return runtime
+
+
+def _take_instance_name(runtime: Runtime, instance_id: str) -> None:
+    """On PostgreSQL, a named instance holds its name while it runs; claims left in that name
+    by a killed run of it are dropped at once instead of waiting out their lease."""
+    hold = runtime.store.hold_instance(instance_id)
+    if hold is None:
+        raise ConfigError(
+            f"connector.instance_id: another running connector uses the name {instance_id!r} on this database "
+            "(each instance needs its own name; stop the daemon before running work commands under its name)"
+        )
+    runtime.instance_hold = hold
+    released = runtime.store.release_claims(instance_id)
+    if released:
+        log.info("took back %d item(s) claimed by an earlier run of instance %s", released, instance_id)
 
 
 def _assemble(config: Config, db: sa.Engine, lock_fd: int | None) -> Runtime:

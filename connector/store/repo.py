@@ -10,6 +10,7 @@ transaction as the change it records, so the two commit or vanish together.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -42,6 +43,26 @@ class Summary:
     recipients: dict[str, int]
     oldest_pending_age: float | None
     recent_failures: list[Row]
+
+
+class InstanceHold:
+    """This process's hold on its instance name (see :meth:`Store.hold_instance`)."""
+
+    def __init__(self, instance_id: str, key: int, conn: sa.Connection):
+        self.instance_id, self._key, self._conn = instance_id, key, conn
+
+    def close(self) -> None:
+        """Let the name go (a clean stop; a killed process lets go with its connection)."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+            self._conn.commit()
+        except sa.exc.SQLAlchemyError:
+            pass  # the connection is gone, and the hold with it
+        finally:
+            self._conn.close()
+            self._conn = None
 
 
 class Store:
@@ -312,6 +333,30 @@ class Store:
                     q = q.where(table.c.claimed_by == worker)
                 count += conn.execute(q.values(claimed_by=None, claimed_until=None)).rowcount
         return count
+
+    def hold_instance(self, instance_id: str) -> InstanceHold | None:
+        """Hold the name ``instance_id`` for as long as this process lives, or None when a
+        running process already holds it (PostgreSQL; on SQLite the data folder's lock does this).
+
+        The hold is a session advisory lock on a connection kept open: a process that dies
+        loses its connection and so its hold. Whoever takes the name next therefore knows the
+        claims made in it belong to no living process, and can drop them at once
+        (:meth:`release_claims`) instead of waiting out their lease.
+        """
+        if not self.postgres:
+            raise ValueError("instance holds are for PostgreSQL; SQLite serves one instance per data folder")
+        key = int.from_bytes(hashlib.sha256(f"edoc-connector instance {instance_id}".encode()).digest()[:8], "big", signed=True)
+        conn = self.engine.connect()
+        try:
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return None
+        return InstanceHold(instance_id, key, conn)
 
     @contextmanager
     def poller_lock(self) -> Iterator[bool]:
