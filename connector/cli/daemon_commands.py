@@ -21,6 +21,9 @@ _config_option = click.option(
 
 @contextmanager
 def _runtime(config_path: Path, *, exclusive: bool = True):
+    """The runtime for one command. Commands that only read or change rows (status, send,
+    resend, cancel) are not ``exclusive``: they run beside a running daemon, whose claims
+    they leave alone."""
     from ..daemon.runtime import open_runtime
 
     try:
@@ -112,7 +115,7 @@ def send_cmd(config_path: Path, document: Path, files: tuple[Path, ...]) -> None
     except (OSError, UnicodeDecodeError) as exc:
         click.echo(f"{document}: cannot read: {exc}", err=True)
         sys.exit(1)
-    with _runtime(config_path) as rt:
+    with _runtime(config_path, exclusive=False) as rt:
         try:
             tracking = rt.engine.submit(data, list(files))
         except IntakeError as exc:
@@ -128,7 +131,7 @@ def send_cmd(config_path: Path, document: Path, files: tuple[Path, ...]) -> None
 @click.argument("ident")
 def resend_cmd(config_path: Path, ident: str) -> None:
     """Put a dead document (tracking id or DocumentId; or a dead inbound id) back in the queue."""
-    with _runtime(config_path) as rt:
+    with _runtime(config_path, exclusive=False) as rt:
         ok = rt.engine.resend(ident)
     if not ok:
         click.echo(f"{ident}: no dead or cancelled document with this id", err=True)
@@ -141,10 +144,11 @@ def resend_cmd(config_path: Path, ident: str) -> None:
 @click.argument("ident")
 def cancel_cmd(config_path: Path, ident: str) -> None:
     """Cancel a document not yet sent (tracking id or DocumentId)."""
-    with _runtime(config_path) as rt:
+    with _runtime(config_path, exclusive=False) as rt:
         ok = rt.engine.cancel(ident)
     if not ok:
-        click.echo(f"{ident}: no queued, retrying or dead document with this id", err=True)
+        click.echo(f"{ident}: no queued, retrying or dead document with this id "
+                   "(one being sent this moment cannot be cancelled; look again with `status`)", err=True)
         sys.exit(1)
     click.echo(f"{ident}: cancelled")
 

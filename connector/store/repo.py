@@ -180,12 +180,15 @@ class Store:
             return bool(done)
 
     def cancel(self, out_id: str, events: Iterable[Any] = ()) -> bool:
-        """A document not yet sent stops here (an active claim finishes its step first)."""
+        """A document not yet sent stops here. One a worker holds right now (it may be on the
+        wire this moment) is left to finish its step: cancelling it could record as cancelled
+        a document the axis already has. False then, as for one already sent."""
         now = self.clock()
         with self.transaction() as conn:
             done = conn.execute(
                 t.outbound.update()
-                .where(t.outbound.c.id == out_id, t.outbound.c.state.in_(OUT_ACTIVE + ("dead",)))
+                .where(t.outbound.c.id == out_id, t.outbound.c.state.in_(OUT_ACTIVE + ("dead",)),
+                       sa.or_(t.outbound.c.claimed_until.is_(None), t.outbound.c.claimed_until < now))
                 .values(state="cancelled", claimed_by=None, claimed_until=None, updated_at=now)
             ).rowcount
             if done:

@@ -58,6 +58,39 @@ def test_cli_send_poll_status_cancel_resend(make_side, tmp_path):
     assert "outbound:   sent 1" in human.stdout and "recipients: delivered 1" in human.stdout
 
 
+def test_send_cancel_resend_run_beside_a_running_instance(make_side, tmp_path):
+    """An operator queues, cancels and resends while the daemon runs (it holds the data
+    folder's lock); a document on the wire this moment cannot be cancelled under it."""
+    h16 = make_side(H16, "soap")  # stays open: the running instance
+    config = str(h16.site.config_path)
+    doc = sample_edoc(H16, G22, 43)
+    data = to_json(doc)
+    data["attachments"], data["manifest"] = [], []
+    (tmp_path / "doc.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    pdf = tmp_path / "cong-van-43.pdf"
+    with doc.attachments[0].data.open() as src:
+        pdf.write_bytes(src.read())
+
+    sent = cli("send", "--config", config, str(tmp_path / "doc.json"), "--attach", str(pdf))
+    assert sent.returncode == 0, sent.stderr
+    tracking = sent.stdout.strip()
+
+    worker = h16.engine.ctx.settings.worker_id
+    claimed = h16.store.claim_outbound(worker, h16.engine.ctx.settings.lease)
+    assert claimed is not None and claimed["id"] == tracking
+    busy = cli("cancel", "--config", config, tracking)
+    assert busy.returncode == 1 and "being sent this moment" in busy.stderr
+    assert h16.store.outbound(tracking)["claimed_by"] == worker  # the running step keeps its claim
+    h16.store.update_outbound(tracking, worker, {"claimed_by": None, "claimed_until": None})
+
+    assert cli("cancel", "--config", config, tracking).returncode == 0
+    assert h16.store.outbound(tracking)["state"] == "cancelled"
+    assert cli("resend", "--config", config, tracking).returncode == 0
+    assert h16.store.outbound(tracking)["state"] == "queued"
+    h16.engine.run_once()
+    assert h16.store.outbound(tracking)["state"] == "sent"
+
+
 def test_cli_send_refuses_bad_input_precisely(make_side, tmp_path):
     h16 = make_side(H16, "soap")
     h16.rt.close()
