@@ -254,6 +254,19 @@ def _check_rsa_size(bits: int, source: str | Path) -> None:
         raise KeySourceError(source, f"RSA key of {bits} bits is too short (minimum {MIN_RSA_BITS})")
 
 
+def _sign_plan(key: _PrivateKey, algorithm: str) -> tuple[Any, str, tuple[Any, ...], int]:
+    """The key, algorithm, ``key.sign`` arguments and (ECDSA) key size for the signing call,
+    prepared once at load: padding and hash objects are immutable and reusable."""
+    if algorithm == ECDSA_SHA256 and isinstance(key, ec.EllipticCurvePrivateKey):
+        return key, algorithm, (ec.ECDSA(hashes.SHA256()),), key.curve.key_size
+    if algorithm == RSA_PSS_SHA256 and isinstance(key, rsa.RSAPrivateKey):
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_LENGTH)
+        return key, algorithm, (pss, hashes.SHA256()), 0
+    if algorithm == RSA_SHA256 and isinstance(key, rsa.RSAPrivateKey):
+        return key, algorithm, (padding.PKCS1v15(), hashes.SHA256()), 0
+    return None, "", (), 0  # not a combination resolve_algorithm lets through: the generic path
+
+
 def _der_to_raw(der: bytes, key_bits: int) -> bytes:
     """DER ECDSA-Sig-Value -> fixed-width r || s, as XMLDSig requires."""
     r, s = decode_dss_signature(der)
@@ -315,11 +328,21 @@ class SoftwareKey:
         self._key = private_key
         self.certificate: x509.Certificate = certificate
         self.chain: list[x509.Certificate] = list(chain)
+        self._plan = _sign_plan(private_key, self.algorithm)
         log.info("signing key loaded from %s (%s, %s)", self.source, self.algorithm,
                  certificate.subject.rfc4514_string())
 
     def sign(self, data: bytes) -> bytes:
         """Sign ``data`` with the configured algorithm; returns SignatureValue bytes."""
+        key, algorithm, arguments, key_bits = self._plan
+        if key is self._key and algorithm == self.algorithm:  # as loaded: the prepared call
+            if key_bits:
+                return _der_to_raw(key.sign(data, *arguments), key_bits)
+            return key.sign(data, *arguments)
+        return self._sign_generic(data)
+
+    def _sign_generic(self, data: bytes) -> bytes:
+        """Sign with whatever key and algorithm the object holds now (someone replaced them)."""
         key = self._key
         if self.algorithm == ECDSA_SHA256:
             assert isinstance(key, ec.EllipticCurvePrivateKey)
