@@ -21,19 +21,26 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, timeout=timeout)
 
 
+def document_files(folder: Path, number: int) -> tuple[Path, Path]:
+    """A document JSON (no embedded files) and its PDF, as a DMS hands them to `send`."""
+    doc = sample_edoc(H16, G22, number)
+    data = to_json(doc)
+    data["attachments"], data["manifest"] = [], []
+    document = folder / "doc.json"
+    document.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    pdf = folder / f"cong-van-{number}.pdf"
+    with doc.attachments[0].data.open() as src:
+        pdf.write_bytes(src.read())
+    return document, pdf
+
+
 def test_cli_send_poll_status_cancel_resend(make_side, tmp_path):
     h16, g22 = make_side(H16, "soap"), make_side(G22, "vxp")
     # the commands take the data folder's lock: release the in-process runtimes first
     h16.rt.close(), g22.rt.close()
-    doc = sample_edoc(H16, G22, 41)
-    data = to_json(doc)
-    data["attachments"], data["manifest"] = [], []
-    (tmp_path / "doc.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    pdf = tmp_path / "cong-van-41.pdf"
-    with doc.attachments[0].data.open() as src:
-        pdf.write_bytes(src.read())
+    document, pdf = document_files(tmp_path, 41)
 
-    sent = cli("send", "--config", str(h16.site.config_path), str(tmp_path / "doc.json"), "--attach", str(pdf))
+    sent = cli("send", "--config", str(h16.site.config_path), str(document), "--attach", str(pdf))
     assert sent.returncode == 0, sent.stderr
     tracking = sent.stdout.strip()
     assert tracking.startswith("out-")
@@ -63,15 +70,9 @@ def test_send_cancel_resend_run_beside_a_running_instance(make_side, tmp_path):
     folder's lock); a document on the wire this moment cannot be cancelled under it."""
     h16 = make_side(H16, "soap")  # stays open: the running instance
     config = str(h16.site.config_path)
-    doc = sample_edoc(H16, G22, 43)
-    data = to_json(doc)
-    data["attachments"], data["manifest"] = [], []
-    (tmp_path / "doc.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    pdf = tmp_path / "cong-van-43.pdf"
-    with doc.attachments[0].data.open() as src:
-        pdf.write_bytes(src.read())
+    document, pdf = document_files(tmp_path, 43)
 
-    sent = cli("send", "--config", config, str(tmp_path / "doc.json"), "--attach", str(pdf))
+    sent = cli("send", "--config", config, str(document), "--attach", str(pdf))
     assert sent.returncode == 0, sent.stderr
     tracking = sent.stdout.strip()
 
