@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ import pybase64
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..edxml.build import DECLARATION, build, write_canonical
-from ..edxml.model import VN_TZ, Edoc
+from ..edxml.model import Edoc, now_vn
 from .dsig import (
     DSIG_NS,
     ENVELOPED,
@@ -84,7 +83,7 @@ def sign(
     """Write ``message`` to ``out`` with an enveloped signature by ``key``."""
     if not isinstance(message, Edoc):
         raise TypeError("only document messages (edoc) carry a signature; status messages do not")
-    moment = signing_time or _now_vn()
+    moment = signing_time or now_vn()
     if moment.microsecond:
         moment = moment.replace(microsecond=0)
     if _attachment_bytes(message) > IN_MEMORY_BELOW:
@@ -110,13 +109,6 @@ def sign(
     else:
         out.write(signed)
     return info
-
-
-def _now_vn() -> datetime:
-    """``now_vn()``: the current time in Vietnam, to the second. Read as whole seconds of the
-    system clock: ``datetime.replace(microsecond=0)`` parses keywords and costs more than the
-    clock read itself."""
-    return datetime.fromtimestamp(int(time.time()), VN_TZ)
 
 
 class _Chunks:

@@ -398,7 +398,7 @@ def test_the_signing_time_is_now_in_vietnam_to_the_second(rsa_key):
     after = m.now_vn()
     assert before <= info.signing_time <= after
     assert info.signing_time.microsecond == 0 and info.signing_time.tzinfo is m.VN_TZ
-    assert sign_module._now_vn().utcoffset() == dt.timedelta(hours=7)
+    assert m.now_vn().utcoffset() == dt.timedelta(hours=7) and m.now_vn().microsecond == 0
 
 
 def test_signature_element_follows_a_changed_chain_or_certificate(dev_pki):
