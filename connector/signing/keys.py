@@ -256,7 +256,8 @@ def _check_rsa_size(bits: int, source: str | Path) -> None:
 
 def _sign_plan(key: _PrivateKey, algorithm: str) -> tuple[Any, str, tuple[Any, ...], int]:
     """The key, algorithm, ``key.sign`` arguments and (ECDSA) key size for the signing call,
-    prepared once at load: padding and hash objects are immutable and reusable."""
+    prepared once (padding and hash objects are immutable and reusable). resolve_algorithm
+    lets through only the combinations named here."""
     if algorithm == ECDSA_SHA256 and isinstance(key, ec.EllipticCurvePrivateKey):
         return key, algorithm, (ec.ECDSA(hashes.SHA256()),), key.curve.key_size
     if algorithm == RSA_PSS_SHA256 and isinstance(key, rsa.RSAPrivateKey):
@@ -264,7 +265,7 @@ def _sign_plan(key: _PrivateKey, algorithm: str) -> tuple[Any, str, tuple[Any, .
         return key, algorithm, (pss, hashes.SHA256()), 0
     if algorithm == RSA_SHA256 and isinstance(key, rsa.RSAPrivateKey):
         return key, algorithm, (padding.PKCS1v15(), hashes.SHA256()), 0
-    return None, "", (), 0  # not a combination resolve_algorithm lets through: the generic path
+    raise ValueError(f"cannot sign with {algorithm} using a {type(key).__name__}")
 
 
 def _der_to_raw(der: bytes, key_bits: int) -> bytes:
@@ -334,24 +335,13 @@ class SoftwareKey:
 
     def sign(self, data: bytes) -> bytes:
         """Sign ``data`` with the configured algorithm; returns SignatureValue bytes."""
-        key, algorithm, arguments, key_bits = self._plan
-        if key is self._key and algorithm == self.algorithm:  # as loaded: the prepared call
-            if key_bits:
-                return _der_to_raw(key.sign(data, *arguments), key_bits)
-            return key.sign(data, *arguments)
-        return self._sign_generic(data)
-
-    def _sign_generic(self, data: bytes) -> bytes:
-        """Sign with whatever key and algorithm the object holds now (someone replaced them)."""
-        key = self._key
-        if self.algorithm == ECDSA_SHA256:
-            assert isinstance(key, ec.EllipticCurvePrivateKey)
-            return _der_to_raw(key.sign(data, ec.ECDSA(hashes.SHA256())), key.curve.key_size)
-        assert isinstance(key, rsa.RSAPrivateKey)
-        if self.algorithm == RSA_PSS_SHA256:
-            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_LENGTH)
-            return key.sign(data, pss, hashes.SHA256())
-        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        plan = self._plan
+        if plan[0] is not self._key or plan[1] != self.algorithm:  # replaced since load
+            plan = self._plan = _sign_plan(self._key, self.algorithm)
+        key, _algorithm, arguments, key_bits = plan
+        if key_bits:
+            return _der_to_raw(key.sign(data, *arguments), key_bits)
+        return key.sign(data, *arguments)
 
     def public_key(self) -> PublicKey:
         """The certificate's public key."""

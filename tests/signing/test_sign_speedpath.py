@@ -406,7 +406,7 @@ def test_rsa_signatures_verify_and_follow_a_changed_algorithm(dev_pki, algorithm
     data = b"signed info"
     assert verify_signature_value(key.public_key(), algorithm, key.sign(data), data)
     other = RSA_SHA256 if algorithm == RSA_PSS_SHA256 else RSA_PSS_SHA256
-    key.algorithm = other  # replaced after load: the generic path signs with the new algorithm
+    key.algorithm = other  # replaced after load: the call is prepared again for it
     assert verify_signature_value(key.public_key(), other, key.sign(data), data)
     assert not verify_signature_value(key.public_key(), algorithm, key.sign(data), data)
 
