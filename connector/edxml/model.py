@@ -95,24 +95,51 @@ class SpooledData:
     """Attachment content received from the wire: memory while small, a temp file beyond.
 
     The SHA-256 is computed when first asked for, so content that is only a wrapper (the
-    VNPT ZIP around the real file) is never hashed.
+    VNPT ZIP around the real file) is never hashed. Content still in memory can be read
+    whole without a file handle (:meth:`memory`): most attachments are small, and opening
+    handles on them cost more than the rest of reading them.
     """
 
     def __init__(self, max_memory: int = 1 << 20, directory: str | Path | None = None):
-        self._file = tempfile.SpooledTemporaryFile(max_size=max_memory, dir=directory)
+        self._max_memory = max_memory
+        self._directory = directory
+        self._buffer: io.BytesIO | None = io.BytesIO()
+        self._file: BinaryIO | None = None
         self._sha256 = ""
         self.size = 0
 
     def write(self, data: bytes) -> None:
-        self._file.write(data)
+        buffer = self._buffer
+        if buffer is not None:
+            if self.size + len(data) <= self._max_memory:
+                buffer.write(data)
+                self.size += len(data)
+                return
+            self._roll_over(buffer)
+        self._file.write(data)  # type: ignore[union-attr]
         self.size += len(data)
 
+    def _roll_over(self, buffer: io.BytesIO) -> None:
+        """Move what memory holds into a temporary file (deleted when closed)."""
+        self._file = tempfile.TemporaryFile(dir=self._directory)
+        self._file.write(buffer.getbuffer())
+        self._buffer = None
+
     def finish(self) -> None:
-        self._file.flush()
+        if self._file is not None:
+            self._file.flush()
+
+    def memory(self) -> bytes | None:
+        """The whole content while it is held in memory, else None (it is in a file)."""
+        return self._buffer.getvalue() if self._buffer is not None else None
 
     @property
     def sha256(self) -> str:
         if not self._sha256:
+            held = self.memory()
+            if held is not None:
+                self._sha256 = hashlib.sha256(held).hexdigest()
+                return self._sha256
             digest = hashlib.sha256()
             with self.open() as fh:
                 while chunk := fh.read(CHUNK * 4):
@@ -122,16 +149,24 @@ class SpooledData:
 
     def open(self) -> BinaryIO:
         """A fresh read handle; concurrent readers of one SpooledData are not supported."""
-        self._file.seek(0)
-        return _NonClosing(self._file, self.size)
+        return self.read_range(0, self.size)
 
     def read_range(self, offset: int, length: int) -> BinaryIO:
         """A read handle over ``length`` bytes from ``offset`` (a stored ZIP entry, say)."""
-        self._file.seek(offset)
-        return _NonClosing(self._file, length)
+        held = self.seekable()
+        held.seek(offset)
+        return _NonClosing(held, length)
+
+    def seekable(self) -> BinaryIO:
+        """The handle that holds the content (memory or file), for readers that seek around
+        in it (zipfile). Shared: the same concurrency rule as :meth:`open` applies."""
+        return self._buffer if self._buffer is not None else self._file  # type: ignore[return-value]
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+        if self._buffer is not None:
+            self._buffer.close()
 
 
 class SliceData:

@@ -41,12 +41,12 @@ def unwrap(
     :class:`UnwrapError` when the entry claims or reaches a size or ratio beyond the limits
     (a ZIP bomb), or the archive is corrupt (CRC mismatch).
     """
-    with data.open() as fh:
-        if fh.read(4) != b"PK\x03\x04":
-            return None
-    stored = _plain_stored_entry(data)
+    read_at = _reader(data)
+    if read_at(0, 4) != b"PK\x03\x04":
+        return None
+    stored = _plain_stored_entry(data.size, read_at)
     if stored is not None:
-        return _stored_slice(data, stored)
+        return _stored_slice(data, stored, read_at)
     try:
         with zipfile.ZipFile(_Seekable(data)) as archive:
             entries = archive.infolist()
@@ -54,7 +54,9 @@ def unwrap(
                 return None
             info = entries[0]
             if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1:
-                return _stored_slice(data, info)
+                return _stored_slice(data, info, read_at)
+            if info.flag_bits & 0x1:
+                raise UnwrapError(f"attachment ZIP: {info.filename!r} is encrypted, so it cannot be unwrapped")
             _check_claimed(info, limits)
             return _inflate(archive, info, _budget(info.compress_size, limits), spool_memory, spool_dir)
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, struct.error) as exc:
@@ -65,7 +67,21 @@ _EOCD = struct.Struct("<4sHHHHIIH")
 _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
 
 
-def _plain_stored_entry(data: SpooledData) -> zipfile.ZipInfo | None:
+def _reader(data: SpooledData):
+    """``read_at(offset, length)`` over the received content: slices while it is in memory
+    (the usual small attachment), bounded reads of the spooled file beyond."""
+    held = data.memory()
+    if held is not None:
+        return lambda offset, length: held[offset : offset + length]
+
+    def read_at(offset: int, length: int) -> bytes:
+        with data.read_range(offset, length) as fh:
+            return fh.read(length)
+
+    return read_at
+
+
+def _plain_stored_entry(size: int, read_at) -> zipfile.ZipInfo | None:
     """The entry of the plainest one-entry ZIP (what the VNPT packaging and our own
     :func:`write_zipped` write): stored, not encrypted, no archive comment, no ZIP64, nothing
     before or after. None for anything else, which then goes through :mod:`zipfile`.
@@ -73,11 +89,9 @@ def _plain_stored_entry(data: SpooledData) -> zipfile.ZipInfo | None:
     Reads the two fixed-size records directly: opening the archive with zipfile costs more
     than the rest of reading a small document's attachment.
     """
-    size = data.size
     if size < 22 + 46:
         return None
-    with data.read_range(size - 22, 22) as fh:
-        end = fh.read(22)
+    end = read_at(size - 22, 22)
     if len(end) != 22:
         return None
     signature, disk, cd_disk, on_disk, total, cd_size, cd_offset, comment = _EOCD.unpack(end)
@@ -85,8 +99,7 @@ def _plain_stored_entry(data: SpooledData) -> zipfile.ZipInfo | None:
         return None
     if cd_offset + cd_size != size - 22 or cd_size < 46:
         return None
-    with data.read_range(cd_offset, cd_size) as fh:
-        central = fh.read(cd_size)
+    central = read_at(cd_offset, cd_size)
     if len(central) != cd_size:
         return None
     (signature, _made, _needed, flags, method, _time, _date, crc, compressed, file_size,
@@ -104,20 +117,24 @@ def _plain_stored_entry(data: SpooledData) -> zipfile.ZipInfo | None:
     return info
 
 
-def _stored_slice(data: SpooledData, info: zipfile.ZipInfo) -> SliceData:
-    with data.read_range(info.header_offset, 30) as fh:
-        header = fh.read(30)
+def _stored_slice(data: SpooledData, info: zipfile.ZipInfo, read_at) -> SliceData:
+    header = read_at(info.header_offset, 30)
     if len(header) != 30 or header[:4] != b"PK\x03\x04":
         raise UnwrapError("attachment ZIP: bad local file header")
     name_len, extra_len = struct.unpack("<HH", header[26:30])
     offset = info.header_offset + 30 + name_len + extra_len
     if offset + info.file_size > data.size:
         raise UnwrapError("attachment ZIP: the entry runs past the end of the archive")
-    digest, crc = hashlib.sha256(), 0
-    with data.read_range(offset, info.file_size) as fh:
-        while chunk := fh.read(CHUNK * 4):
-            digest.update(chunk)
-            crc = zlib.crc32(chunk, crc)
+    held = data.memory()
+    if held is not None:
+        entry = memoryview(held)[offset : offset + info.file_size]
+        digest, crc = hashlib.sha256(entry), zlib.crc32(entry)
+    else:
+        digest, crc = hashlib.sha256(), 0
+        with data.read_range(offset, info.file_size) as fh:
+            while chunk := fh.read(CHUNK * 4):
+                digest.update(chunk)
+                crc = zlib.crc32(chunk, crc)
     if crc != info.CRC:
         raise UnwrapError(f"attachment ZIP: CRC mismatch in {info.filename!r} (corrupt content)")
     return SliceData(data, offset, info.file_size, digest.hexdigest())
@@ -215,7 +232,7 @@ class _Seekable:
     """A seekable read view over a SpooledData for zipfile (which seeks to the directory)."""
 
     def __init__(self, data: SpooledData):
-        self._fh = data._file  # noqa: SLF001 - same package, read-only use
+        self._fh = data.seekable()
         self._fh.seek(0)
 
     def read(self, size: int = -1) -> bytes:

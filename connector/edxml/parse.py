@@ -11,15 +11,18 @@ no entities, no network, bounded size, depth and element count).
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from lxml import etree
 
+from . import fastpath
 from .errors import EdxmlError, Problem, Report
 from .model import (
     DSIG_NS,
@@ -156,12 +159,24 @@ def parse(
 
     Raises :class:`EdxmlError` only when the input cannot be read as edXML at all; every
     other problem is in ``parsed.report``, each with path and line.
+
+    With validation, a clean document (every element known and in the standard's order,
+    every value in the standard's form) takes :mod:`connector.edxml.fastpath`, which gives the
+    same result at a fraction of the cost; anything else, or any doubt, takes the careful path.
     """
     name = source_name or (str(source) if isinstance(source, (str, Path)) else "")
     try:
         raw = read(source, limits=limits, spool_dir=spool_dir, on_tree=on_tree, observer=observer)
     except EdxmlError as exc:
         raise exc.located(name) if name else exc
+    if validate and fastpath.ENABLED:
+        try:
+            fast = fastpath.extract(raw)
+        except Exception:  # noqa: BLE001 - a surprise in the fast path: the careful path decides
+            _log.debug("fast path failed on %s; the careful path reads it", name or "a document", exc_info=True)
+            fast = None
+        if fast is not None:
+            return _fast_parsed(fast, raw, limits, spool_dir, name)
     try:
         problems = list(raw.problems)
         indexes: dict[etree._Element, dict[str, list[etree._Element]]] = {}
@@ -183,9 +198,27 @@ def parse(
     return Parsed(message, raw, Report(problems), name)
 
 
+def _fast_parsed(fast: tuple, raw: RawDocument, limits: Limits, spool_dir: str | Path | None, name: str) -> Parsed:
+    """The parse of a document the fast path took: its message, with attachments read (and
+    unwrapped) by the same code as on the careful path. Only that step can find a problem
+    here (a broken ZIP); it is reported as the careful path reports it."""
+    message, entries = fast
+    problems: list[Problem] = []
+    if isinstance(message, Edoc):
+        extractor = _Extractor(raw, limits, spool_dir)
+        try:
+            message.attachments = extractor.attachments_from(entries, message.manifest)
+        except EdxmlError as exc:
+            raw.close()
+            raise exc.located(name) if name else exc
+        problems = [p.located(name) for p in extractor.problems] if name else extractor.problems
+    return Parsed(message, raw, Report(problems), name)
+
+
 # --------------------------------------------------------------------------- extraction
 
 
+_log = logging.getLogger(__name__)
 _NS_OPEN = "{" + NS + "}"
 
 
@@ -502,15 +535,22 @@ class _Extractor:
         )
 
     def attachments(self, container: etree._Element | None, manifest: list[ManifestReference]) -> list[Attachment]:
+        entries = [(self.values(e), self.child(e, "ContentTransferEncoded")) for e in self.children(container, "Attachment")]
+        return self.attachments_from(entries, manifest)
+
+    def attachments_from(
+        self, entries: list[tuple[dict[str, str | None], etree._Element | None]], manifest: list[ManifestReference]
+    ) -> list[Attachment]:
+        """The attachments, from each one's values (as :meth:`values` reads them) and payload
+        element: shared with the fast path (:mod:`connector.edxml.fastpath`), so both unwrap
+        and name attachments the same way."""
         by_cid = {m.content_id: m for m in manifest}
         result = []
-        for e in self.children(container, "Attachment"):
-            v = self.values(e)
+        for v, payload_el in entries:
             cid = bare_cid(v.get("ContentId") or "")
             ref = by_cid.get(cid)
             name = v.get("AttachmentName") or (ref.attachment_name if ref else None) or cid or "attachment"
             wire_type = v.get("ContentType") or (ref.content_type if ref else None)
-            payload_el = self.child(e, "ContentTransferEncoded")
             data = self.raw.payload_for(payload_el) if payload_el is not None else None
             packaging, content_type = "plain", wire_type or guess_type(name)
             if data is not None and (wire_type or "").lower() in _ZIP_TYPES and not name.lower().endswith(".zip"):
@@ -602,7 +642,12 @@ def parse_bool(value: str) -> bool:
 bare_cid = bare_content_id
 
 
+@lru_cache(maxsize=1024)
 def guess_type(name: str) -> str:
+    """The content type a file name suggests (non-strict: .rar, .docm, ... too).
+
+    Remembered per name: the lookup costs more than the rest of reading a small attachment,
+    and the same names come back document after document."""
     return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 

@@ -17,6 +17,7 @@ import functools
 import re
 import itertools
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Protocol, Union
@@ -563,9 +564,7 @@ _SMALL_PARSER_OPTIONS = dict(
 
 def _read_small(data: bytes, limits: Limits, spool_dir: str | Path | None, on_tree: TreeHook | None) -> RawDocument:
     """libxml2 parse of a small input, then the same limits and payload handling as streaming."""
-    parser = etree.XMLParser(**_SMALL_PARSER_OPTIONS)
-    refuser = _RefuseAll()
-    parser.resolvers.add(refuser)
+    parser, refuser = _small_parser()
     if not data.strip():
         raise EdxmlError(Problem("no root element: the input is empty", line=1, code="not-well-formed"))
     _refuse_doctype(data)
@@ -615,6 +614,25 @@ def _read_small(data: bytes, limits: Limits, spool_dir: str | Path | None, on_tr
     return raw
 
 
+_PARSERS = threading.local()
+
+
+def _small_parser() -> tuple[etree.XMLParser, "_RefuseAll"]:
+    """This thread's parser for small inputs, with its refusing resolver emptied.
+
+    Made once per thread (a parser is not for concurrent use), as setting one up costs a
+    fifth of parsing a small document.
+    """
+    made = getattr(_PARSERS, "made", None)
+    if made is None:
+        parser = etree.XMLParser(**_SMALL_PARSER_OPTIONS)
+        refuser = _RefuseAll()
+        parser.resolvers.add(refuser)
+        made = _PARSERS.made = (parser, refuser)
+    made[1].refused.clear()
+    return made
+
+
 class _RefuseAll(etree.Resolver):
     """A second line of defence: whatever libxml2 asks to load (a DTD, an entity) is empty."""
 
@@ -653,6 +671,9 @@ def _refuse_doctype(data: bytes) -> None:
         if head.startswith(mark):
             head = head.decode(codec, errors="ignore").encode("utf-8")
             break
+    else:
+        if b"<!" not in head:  # the usual case: no declaration of any kind, so no DOCTYPE
+            return
     root = _ROOT_START.search(head)
     match = _DOCTYPE.search(head, 0, root.start() if root else len(head))
     if match:

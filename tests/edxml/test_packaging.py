@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import struct
@@ -23,8 +24,8 @@ def _zipped(name: str = "cong-văn.pdf", content: bytes = CONTENT) -> bytes:
     return out.getvalue()
 
 
-def _spooled(data: bytes) -> SpooledData:
-    spooled = SpooledData()
+def _spooled(data: bytes, in_memory: bool = True) -> SpooledData:
+    spooled = SpooledData() if in_memory else SpooledData(max_memory=0)
     spooled.write(data)
     spooled.finish()
     return spooled
@@ -98,21 +99,21 @@ def test_not_a_single_entry_zip_is_left_alone():
     assert unwrap(_spooled(b"%PDF-1.4 plain")) is None
 
 
-def _through_zipfile(data: bytes):
+def _through_zipfile(data: bytes, in_memory: bool = True):
     """What unwrap answers when the direct reader of plain stored archives is bypassed."""
     from connector.edxml import packaging
 
     original = packaging._plain_stored_entry
-    packaging._plain_stored_entry = lambda _data: None
+    packaging._plain_stored_entry = lambda *_: None
     try:
-        return _answer(data)
+        return _answer(data, in_memory)
     finally:
         packaging._plain_stored_entry = original
 
 
-def _answer(data: bytes):
+def _answer(data: bytes, in_memory: bool = True):
     try:
-        inner = unwrap(_spooled(data))
+        inner = unwrap(_spooled(data, in_memory))
     except UnwrapError as exc:
         return ("error", str(exc))
     if inner is None:
@@ -137,6 +138,9 @@ def _variants() -> dict[str, bytes]:
     wrong_size = bytearray(ours)
     central = ours.rindex(b"PK\x01\x02")
     wrong_size[central + 24: central + 28] = struct.pack("<I", len(CONTENT) + 10)  # uncompressed size
+    encrypted = bytearray(ours)  # the encryption flag set, in the local and the central header
+    encrypted[6] |= 0x1
+    encrypted[central + 8] |= 0x1
     past_end = bytearray(ours)
     past_end[central + 42: central + 46] = struct.pack("<I", 200)  # local header offset
     return {
@@ -152,12 +156,53 @@ def _variants() -> dict[str, bytes]:
         "corrupt content": bytes(corrupt),
         "sizes disagree": bytes(wrong_size),
         "entry past the end": bytes(past_end),
+        "encrypted": bytes(encrypted),
         "truncated": ours[:-5],
     }
 
 
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in memory", "spooled to a file"])
 @pytest.mark.parametrize("name", list(_variants()))
-def test_direct_reader_answers_as_zipfile_does(name):
-    """The direct reader of the plainest archives is a shortcut, never a different answer."""
+def test_direct_reader_answers_as_zipfile_does(name, in_memory):
+    """The direct reader of the plainest archives is a shortcut, never a different answer,
+    whether the received content is still in memory or already in a temporary file."""
     data = _variants()[name]
-    assert _answer(data) == _through_zipfile(data)
+    answer = _answer(data, in_memory)
+    assert answer == _through_zipfile(data, in_memory)
+    assert answer == _answer(data, not in_memory)
+
+
+def test_spooled_data_moves_to_a_file_past_its_memory_limit(tmp_path):
+    chunks = [bytes([i]) * 700 for i in range(5)]
+    spooled = SpooledData(max_memory=2000, directory=tmp_path)
+    spooled.write(chunks[0])
+    spooled.write(chunks[1])
+    assert spooled.memory() == chunks[0] + chunks[1]
+    for chunk in chunks[2:]:
+        spooled.write(chunk)
+    spooled.finish()
+    whole = b"".join(chunks)
+    assert spooled.memory() is None
+    assert spooled.size == len(whole)
+    with spooled.open() as fh:
+        assert fh.read() == whole
+    with spooled.read_range(1400, 700) as fh:
+        assert fh.read() == chunks[2]
+    assert spooled.sha256 == hashlib.sha256(whole).hexdigest()
+    spooled.close()
+
+
+def test_an_encrypted_entry_is_refused_with_a_reason():
+    """zipfile would raise RuntimeError ("password required") when reading it."""
+    answer = _answer(_variants()["encrypted"])
+    assert answer[0] == "error" and "is encrypted" in answer[1]
+
+
+def test_spooled_data_in_memory_reads_as_a_file_would():
+    spooled = _spooled(b"0123456789")
+    assert spooled.memory() == b"0123456789"
+    with spooled.read_range(3, 4) as fh:
+        assert fh.read() == b"3456"
+    with spooled.open() as fh:
+        assert fh.read() == b"0123456789"
+    assert spooled.sha256 == hashlib.sha256(b"0123456789").hexdigest()
