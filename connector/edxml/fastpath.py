@@ -123,6 +123,22 @@ def _values(el: etree._Element, shape: _Shape, absent: object = None) -> list:
     return values
 
 
+def _leaves_and_others(el: etree._Element, leaves: _Shape, absent: object = None) -> tuple[list, list]:
+    """For a record that mixes leaves and records (MessageHeader, Bussiness): the values of
+    the leaves named in ``leaves`` (``absent`` for a missing one), and the other children."""
+    values = [absent] * leaves.size
+    position = leaves.position
+    others = []
+    for child in el:
+        at = position.get(child.tag)
+        if at is None:
+            others.append(child)
+        else:
+            text = child.text
+            values[at] = (text.strip() or None) if text else None
+    return values, others
+
+
 def _text(el: etree._Element) -> str | None:
     text = el.text
     return (text.strip() or None) if text else None
@@ -327,18 +343,13 @@ def _message(root: etree._Element) -> tuple[Message, Entries]:
     header = envelope[0]
     message_header = header[0]
 
-    leaves = [_ABSENT] * _HEADER_LEAVES.size
-    position = _HEADER_LEAVES.position
+    leaves, others = _leaves_and_others(message_header, _HEADER_LEAVES, _ABSENT)
     to: list[etree._Element] = []
     responses: list[etree._Element] = []
     records: dict[str, etree._Element] = {}
-    for child in message_header:
+    for child in others:
         tag = child.tag
-        at = position.get(tag)
-        if at is not None:
-            text = child.text
-            leaves[at] = (text.strip() or None) if text else None
-        elif tag == _TO:
+        if tag == _TO:
             to.append(child)
         elif tag == _RESPONSE_FOR:
             responses.append(child)
@@ -461,18 +472,13 @@ def _other_info(el: etree._Element | None) -> OtherInfo:
 
 
 def _business(el: etree._Element) -> Business:
-    leaves = [None] * _BUSINESS_LEAVES.size
-    position = _BUSINESS_LEAVES.position
+    leaves, others = _leaves_and_others(el, _BUSINESS_LEAVES)
     info = None
     replacements: list[ReplacementInfo] = []
     staff_info = None
-    for child in el:
+    for child in others:
         tag = child.tag
-        at = position.get(tag)
-        if at is not None:
-            text = child.text
-            leaves[at] = (text.strip() or None) if text else None
-        elif tag == _BUSINESS_INFO_TAG:
+        if tag == _BUSINESS_INFO_TAG:
             info = _business_info(child)
         elif tag == _REPLACEMENT_LIST:
             replacements = [_replacement(r) for r in child]

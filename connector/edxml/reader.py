@@ -671,9 +671,6 @@ def _refuse_doctype(data: bytes) -> None:
         if head.startswith(mark):
             head = head.decode(codec, errors="ignore").encode("utf-8")
             break
-    else:
-        if b"<!" not in head:  # the usual case: no declaration of any kind, so no DOCTYPE
-            return
     root = _ROOT_START.search(head)
     match = _DOCTYPE.search(head, 0, root.start() if root else len(head))
     if match:
