@@ -20,9 +20,9 @@ the list of known elements stays in one place:
   appear at most once; required children stay required;
 - no wildcards: no foreign element, no attribute but those the lenient schema declares
   (``version`` on ``edXMLManifest``, ``href`` and ``xlink:href`` on ``Reference``), except one
-  optional XMLDSig ``Signature``, the last child of ``edXMLHeader``, whose content is skipped
-  (the signature is verified elsewhere); the edXML-namespace ``Signature`` is left to the
-  careful path;
+  optional ``Signature``, the last child of ``edXMLHeader``, whose content is skipped: the
+  XMLDSig one (verified elsewhere), or the placeholder today's producers write in the edXML
+  namespace (opaque in the lenient schema too);
 - elements must be qualified (in the edXML namespace); leaves stay plain text.
 
 By construction a document valid here is valid under the lenient schema (same names, same
@@ -67,6 +67,15 @@ _DSIG_XSD = f"""<xs:schema xmlns:xs="{XSD_NS}" targetNamespace="{DSIG_NS}" eleme
 </xs:schema>"""
 
 
+# An opaque type (the edXML-namespace Signature): anything inside, skipped.
+_OPAQUE = """  <xs:complexType name={name} mixed="true">
+    <xs:sequence>
+      <xs:any namespace="##any" processContents="skip" minOccurs="0" maxOccurs="unbounded"/>
+    </xs:sequence>
+    <xs:anyAttribute namespace="##any" processContents="skip"/>
+  </xs:complexType>"""
+
+
 class _InMemory(etree.Resolver):
     """Serves the two helper schemas by their URNs; refuses anything else (no file, no network)."""
 
@@ -92,6 +101,8 @@ def strict_schema_text() -> str:
         f'  <xs:element name="edXML" type={quoteattr(root_type)}/>',
         '  <xs:simpleType name="Text"><xs:restriction base="xs:string"/></xs:simpleType>',
     ]
+    for name in sorted(opaque):  # kept whole, skipped, as the lenient schema does
+        lines.append(_OPAQUE.format(name=quoteattr(name)))
     for name, t in types.items():
         if name in opaque:
             continue
@@ -140,7 +151,14 @@ def _content(name: str, t, opaque: set[str]) -> list[str]:
     else:
         out += [f"      {decl(local)}" for local in ordered]
     if name == "HeaderType":
-        out.append('      <xs:element ref="ds:Signature" minOccurs="0"/>')
+        # Last, one Signature: the XMLDSig one, or the placeholder today's producers write in
+        # the edXML namespace (its content skipped, as in the lenient schema).
+        signatures = [local for local, c in t.children.items() if c.type in opaque]
+        out.append('      <xs:choice minOccurs="0">')
+        out += [f'        <xs:element name={quoteattr(local)} type={quoteattr(t.children[local].type)}/>'
+                for local in signatures]
+        out.append('        <xs:element ref="ds:Signature"/>')
+        out.append("      </xs:choice>")
     out.append("    </xs:sequence>")
     return out
 
