@@ -37,7 +37,6 @@ from .model import (
     NS,
     PRIORITIES,
     STATUS_CODES,
-    VN_TZ,
     XLINK_NS,
     Business,
     BusinessDocumentInfo,
@@ -61,6 +60,7 @@ from .model import (
 from .names import check_attachment_name
 from .reader import RawDocument
 from .strict_schema import strict_schema
+from .wire_dates import standard_date, standard_timestamp
 
 #: Set to False to send every document down the careful path (tests compare the two).
 ENABLED = True
@@ -193,43 +193,24 @@ def _is_agency_code(value: str) -> bool:
 
 
 def _date(value: str | None) -> date | None:
-    """A real date written ``yyyy/MM/dd`` in ASCII digits (validate.py ``_is_standard_date``),
-    as ``parse_date`` reads it."""
+    """A real date written ``yyyy/MM/dd`` in ASCII digits, as ``parse_date`` reads it."""
     if value is None:
         return None
-    if len(value) != 10 or value[4] != "/" or value[7] != "/" or not value.isascii():
+    read = standard_date(value)
+    if read is None:
         raise _Doubt
-    year, month, day = value[:4], value[5:7], value[8:]
-    if not (year + month + day).isdigit():
-        raise _Doubt
-    try:
-        return date(int(year), int(month), int(day))
-    except ValueError:
-        raise _Doubt from None
+    return read
 
 
 def _timestamp(value: str | None) -> datetime | None:
-    """A real time written ``yyyy/MM/dd HH:mm:ss`` in ASCII digits (``_is_standard_timestamp``),
-    in Vietnam time as ``parse_timestamp`` reads it."""
+    """A real time written ``yyyy/MM/dd HH:mm:ss`` in ASCII digits, in Vietnam time as
+    ``parse_timestamp`` reads it."""
     if value is None:
         return None
-    if (
-        len(value) != 19
-        or value[4] != "/"
-        or value[7] != "/"
-        or value[10] != " "
-        or value[13] != ":"
-        or value[16] != ":"
-        or not value.isascii()
-    ):
+    read = standard_timestamp(value)
+    if read is None:
         raise _Doubt
-    year, month, day, hour, minute, second = value[:4], value[5:7], value[8:10], value[11:13], value[14:16], value[17:]
-    if not (year + month + day + hour + minute + second).isdigit():
-        raise _Doubt
-    try:  # no 30 February, no hour 24, no second 60
-        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=VN_TZ)
-    except ValueError:
-        raise _Doubt from None
+    return read
 
 
 def _integer(value: str | None) -> int | None:

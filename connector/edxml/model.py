@@ -153,11 +153,11 @@ class SpooledData:
 
     def read_range(self, offset: int, length: int) -> BinaryIO:
         """A read handle over ``length`` bytes from ``offset`` (a stored ZIP entry, say)."""
-        held = self.seekable()
+        held = self.handle()
         held.seek(offset)
         return _NonClosing(held, length)
 
-    def seekable(self) -> BinaryIO:
+    def handle(self) -> BinaryIO:
         """The handle that holds the content (memory or file), for readers that seek around
         in it (zipfile). Shared: the same concurrency rule as :meth:`open` applies."""
         return self._buffer if self._buffer is not None else self._file  # type: ignore[return-value]

@@ -232,7 +232,7 @@ class _Seekable:
     """A seekable read view over a SpooledData for zipfile (which seeks to the directory)."""
 
     def __init__(self, data: SpooledData):
-        self._fh = data.seekable()
+        self._fh = data.handle()
         self._fh.seek(0)
 
     def read(self, size: int = -1) -> bytes:

@@ -37,6 +37,7 @@ from .model import BUSINESS_DOC_TYPES, DSIG_NS, NS, PRIORITIES, STATUS_CODES, XL
 from .parse import bare_cid, parse_bool, parse_date, parse_timestamp
 from .names import check_attachment_name
 from .reader import element_path
+from .wire_dates import standard_date, standard_timestamp
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "edxml.xsd"
 
@@ -569,45 +570,13 @@ def _check_when(ctx: _Context, el: etree._Element, value: str, read: Callable, s
                 f"QCVN 102:2016 writes {expected}", "warning")
 
 
-def _is_standard_date(value: str) -> bool:
-    """True when ``value`` is a real date written ``yyyy/MM/dd`` in ASCII digits.
-
-    The common case, decided without regular expressions: exactly the values for which
-    :func:`_check_when` finds nothing to say. Anything else takes the full check.
-    """
-    if len(value) != 10 or value[4] != "/" or value[7] != "/" or not value.isascii():
-        return False
-    year, month, day = value[:4], value[5:7], value[8:]
-    if not (year.isdigit() and month.isdigit() and day.isdigit()):
-        return False
-    try:
-        date(int(year), int(month), int(day))
-    except ValueError:
-        return False
-    return True
-
-
-def _is_standard_timestamp(value: str) -> bool:
-    """True when ``value`` is a real time written ``yyyy/MM/dd HH:mm:ss`` in ASCII digits."""
-    if len(value) != 19 or value[10] != " " or value[13] != ":" or value[16] != ":":
-        return False
-    if not _is_standard_date(value[:10]):
-        return False
-    hour, minute, second = value[11:13], value[14:16], value[17:]
-    if not (hour.isascii() and minute.isascii() and second.isascii()):
-        return False
-    if not (hour.isdigit() and minute.isdigit() and second.isdigit()):
-        return False
-    return int(hour) < 24 and int(minute) < 60 and int(second) < 60
-
-
 def _check_date(ctx: _Context, el: etree._Element, value: str) -> None:
-    if not _is_standard_date(value):
+    if standard_date(value) is None:  # the common case needs no regular expression
         _check_when(ctx, el, value, parse_date, _STANDARD_DATE, "yyyy/MM/dd")
 
 
 def _check_timestamp(ctx: _Context, el: etree._Element, value: str) -> None:
-    if not _is_standard_timestamp(value):
+    if standard_timestamp(value) is None:
         _check_when(ctx, el, value, parse_timestamp, _STANDARD_TIMESTAMP, "yyyy/MM/dd HH:mm:ss")
 
 

@@ -484,10 +484,6 @@ class _Cert:
             self._last_chain = (store, key, allow_weak, minute, minute + _MINUTE, result)
         return result
 
-    def verifies(self, method: str, value: bytes, data: bytes) -> bool:
-        """Whether ``value`` is this key's signature over ``data`` by ``method``."""
-        return _verifies(self, method, value, data)
-
 
 def _verifies(cert: _Cert, method: str, value: bytes, data: bytes) -> bool:
     """Whether ``value`` is ``cert``'s key's signature over ``data`` by ``method``."""
@@ -795,11 +791,13 @@ _BY_TEXT_LONGEST = 1 << 14
 
 def _certificate_of(text: str | None) -> _Cert | None:
     """The certificate of an X509Certificate element's text as written (whitespace and all):
-    the same text as the last document's is one dictionary look-up."""
+    the same text as the last document's is one dictionary look-up. Neither cache keeps a
+    text longer than any real certificate's (a hostile document's megabyte of "base64")."""
     cert = _BY_TEXT.get(text, _BY_TEXT)
     if cert is not _BY_TEXT:
         return cert  # type: ignore[return-value]
-    cert = _certificate("".join((text or "").split()))
+    encoded = "".join((text or "").split())
+    cert = _certificate(encoded) if len(encoded) <= _BY_TEXT_LONGEST else _load_certificate(encoded)
     if text is None or len(text) <= _BY_TEXT_LONGEST:
         if len(_BY_TEXT) >= _BY_TEXT_MAX:
             _BY_TEXT.clear()
@@ -807,11 +805,10 @@ def _certificate_of(text: str | None) -> _Cert | None:
     return cert
 
 
-@lru_cache(maxsize=256)
-def _certificate(encoded: str) -> _Cert | None:
-    """A certificate from its base64 text (cached: a sender's certificate repeats in every
-    document it signs), or None when it is not one (a truncated placeholder, or DER that
-    does not decode: cryptography raises ``InvalidVersion`` for an unknown X.509 version).
+def _load_certificate(encoded: str) -> _Cert | None:
+    """A certificate from its base64 text, or None when it is not one (a truncated
+    placeholder, or DER that does not decode: cryptography raises ``InvalidVersion`` for an
+    unknown X.509 version).
     Its key, names and validity are decoded here, once: a certificate whose DER parses but
     whose names or key do not (a damaged copy, an unknown key type) is unusable, not a crash
     later in the verdict."""
@@ -821,6 +818,11 @@ def _certificate(encoded: str) -> _Cert | None:
     except (ValueError, binascii.Error, x509.InvalidVersion, UnsupportedAlgorithm):
         return None
     return cert
+
+
+# By base64 text without whitespace: one object per certificate, which the chain caches
+# recognise by identity, whatever the line-wrapping of the text that brought it.
+_certificate = lru_cache(maxsize=256)(_load_certificate)
 
 
 __all__ = ["EdxmlError", "Status", "TrustOptions", "Verdict", "VerifiedDocument", "verify"]

@@ -799,7 +799,7 @@ def test_signature_checks_equal_the_general_dispatch(documents):
             for method in methods:
                 for value in (examiner.value, examiner.value[:-1] + b"\0", b"", b"\0" * 64):
                     expected = reference._signature_ok(cert.public_key, method, value, examiner.signed_info)
-                    assert cert.verifies(method, value, examiner.signed_info) == expected, (name, method)
+                    assert fast._verifies(cert, method, value, examiner.signed_info) == expected, (name, method)
 
 
 # --------------------------------------------------------------------------- damaged input gives a verdict, not a crash
