@@ -95,26 +95,29 @@ def _screened(root: etree._Element) -> bool:
 
 
 class _Shape:
-    """The children of a record type in the strict schema's order: tags and positions."""
+    """The children of a record type: their tags and positions, in the strict schema's order
+    when it fixes one (``ordered``; a record of leaves only may come in any order)."""
 
-    __slots__ = ("position", "size")
+    __slots__ = ("ordered", "position", "size")
 
-    def __init__(self, *locals_: str) -> None:
+    def __init__(self, *locals_: str, ordered: bool = False) -> None:
         self.position = {_t(name): index for index, name in enumerate(locals_)}
         self.size = len(locals_)
+        self.ordered = ordered
 
 
 def _values(el: etree._Element, shape: _Shape, absent: object = None) -> list:
-    """A record's values in schema order; ``None`` for an empty element, ``absent`` for a
-    missing one. (A value is the text without surrounding whitespace, as the careful path
+    """A record's values in the shape's order; ``None`` for an empty element, ``absent`` for
+    a missing one. (A value is the text without surrounding whitespace, as the careful path
     reads it.)
 
-    The strict schema allows each leaf at most once, in order: a record with as many children
-    as its type has leaves has them all, in order, and needs no tag read.
+    The strict schema allows each child at most once: where it also fixes their order, a
+    record with as many children as its shape has them all, in order, and needs no tag read.
     """
-    values = [(text.strip() or None) if (text := child.text) else None for child in el]
-    if len(values) == shape.size:
-        return values
+    if shape.ordered:
+        values = [(text.strip() or None) if (text := child.text) else None for child in el]
+        if len(values) == shape.size:
+            return values
     values = [absent] * shape.size
     position = shape.position
     for child in el:
@@ -165,9 +168,9 @@ _REFERENCE = _Shape("ContentId", "ContentType", "Description", "AttachmentName")
 _ATTACHMENT = _Shape("ContentId", "AttachmentName", "Description", "ContentType", "ContentTransferEncoded")
 # Records that also hold a list or a record (last): its value is whitespace, read and dropped.
 _OTHER_INFO = _Shape("Priority", "SphereOfPromulgation", "TyperNotation", "PromulgationAmount", "PageAmount",
-                     "Direction", "Appendixes")
-_BUSINESS_INFO = _Shape("DocumentInfo", "DocumentReceiver", "ReceiverList")
-_REPLACEMENT = _Shape("DocumentId", "OrganIdList")
+                     "Direction", "Appendixes", ordered=True)
+_BUSINESS_INFO = _Shape("DocumentInfo", "DocumentReceiver", "ReceiverList", ordered=True)
+_REPLACEMENT = _Shape("DocumentId", "OrganIdList", ordered=True)
 
 
 # --------------------------------------------------------------------------- values
@@ -531,14 +534,14 @@ def _attachment(el: etree._Element) -> tuple[dict[str, str | None], etree._Eleme
     if name is _ABSENT:
         raise _Doubt  # no name to save the file under
     _attachment_name(name)
-    payload = el[-1]
+    payload = next(el.iterchildren(_PAYLOAD), None)
     values = {
         "ContentId": None if content_id is _ABSENT else content_id,
         "AttachmentName": name,
         "Description": None if description is _ABSENT else description,
         "ContentType": None if content_type is _ABSENT else content_type,
     }
-    return values, payload if payload.tag == _PAYLOAD else None
+    return values, payload
 
 
 def _check_manifest(manifest: list[ManifestReference], keys: list[list[str]], entries: Entries) -> None:

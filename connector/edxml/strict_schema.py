@@ -11,8 +11,11 @@ the careful path, which then explains it.
 How the strict schema is derived from the lenient vocabulary (``validate._vocabulary``), so
 the list of known elements stays in one place:
 
-- each complex type becomes an ``xs:sequence`` of the children the lenient type names: the
-  children the lenient type requires first, then the others, each group in the order the
+- a record of leaves only, each at most once (an organisation, a reference, staff info...),
+  becomes an ``xs:all``: any order, as producers differ there (the VNPT library writes
+  ``OrganName`` before ``OrganizationInCharge``, ``Mobile`` before ``Email``);
+- every other complex type becomes an ``xs:sequence`` of the children the lenient type names:
+  the children the lenient type requires first, then the others, each group in the order the
   lenient XSD declares them (which is the order :mod:`connector.edxml.build` writes);
   ``TraceHeaderList`` takes ``Bussiness`` before or after the ``TraceHeader`` list, as
   producers differ there;
@@ -107,7 +110,7 @@ def strict_schema_text() -> str:
         if name in opaque:
             continue
         lines.append(f"  <xs:complexType name={quoteattr(name)}>")
-        lines.extend(_content(name, t, opaque))
+        lines.extend(_all(t) if _any_order(name, t, types) else _content(name, t, opaque))
         for attribute in sorted(t.attributes):
             lines.append(f'    <xs:attribute name={quoteattr(attribute)} type="Text"/>')
         if name == "ReferenceType":
@@ -115,6 +118,34 @@ def strict_schema_text() -> str:
         lines.append("  </xs:complexType>")
     lines.append("</xs:schema>")
     return "\n".join(lines)
+
+
+def _any_order(name: str, t, types: dict) -> bool:
+    """A record of leaves only, each at most once (an organisation, a reference...): its
+    children may come in any order, as producers differ there (``xs:all``)."""
+    return (
+        name not in _EITHER_ORDER
+        and bool(t.children)
+        and all(not c.repeats and c.type not in types for c in t.children.values())
+    )
+
+
+def _all(t) -> list[str]:
+    """The ``xs:all`` of a record of leaves: each child once at most, the required ones once."""
+    out = ["    <xs:all>"]
+    for local, c in t.children.items():
+        low = "1" if local in t.required else "0"
+        out.append(f'      <xs:element name={quoteattr(local)} type={quoteattr(c.type)} minOccurs="{low}" maxOccurs="1"/>')
+    out.append("    </xs:all>")
+    return out
+
+
+def any_order_types() -> frozenset[str]:
+    """The types whose children the strict schema takes in any order (``xs:all``)."""
+    from .validate import _vocabulary
+
+    _root_type, types = _vocabulary()
+    return frozenset(name for name, t in types.items() if not t.opaque and _any_order(name, t, types))
 
 
 def _content(name: str, t, opaque: set[str]) -> list[str]:
@@ -172,4 +203,4 @@ def strict_schema() -> etree.XMLSchema:
     return etree.XMLSchema(doc)
 
 
-__all__ = ["strict_schema", "strict_schema_text"]
+__all__ = ["any_order_types", "strict_schema", "strict_schema_text"]
