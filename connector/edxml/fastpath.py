@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from functools import lru_cache
+from typing import TypeVar
 
 from lxml import etree
 
@@ -66,6 +67,9 @@ from .wire_dates import standard_date, standard_timestamp
 ENABLED = True
 
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+T = TypeVar("T")
 
 
 class _Doubt(Exception):
@@ -197,20 +201,17 @@ def _is_agency_code(value: str) -> bool:
 
 def _date(value: str | None) -> date | None:
     """A real date written ``yyyy/MM/dd`` in ASCII digits, as ``parse_date`` reads it."""
-    if value is None:
-        return None
-    read = standard_date(value)
-    if read is None:
-        raise _Doubt
-    return read
+    return None if value is None else _standard(standard_date(value))
 
 
 def _timestamp(value: str | None) -> datetime | None:
     """A real time written ``yyyy/MM/dd HH:mm:ss`` in ASCII digits, in Vietnam time as
     ``parse_timestamp`` reads it."""
-    if value is None:
-        return None
-    read = standard_timestamp(value)
+    return None if value is None else _standard(standard_timestamp(value))
+
+
+def _standard(read: T | None) -> T:
+    """What a value in the standard form reads as; any other form is the careful path's."""
     if read is None:
         raise _Doubt
     return read
