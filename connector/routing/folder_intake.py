@@ -136,10 +136,17 @@ class FolderIntake:
         return items
 
     def complete(self, item: IntakeItem, tracking_id: str) -> Path:
-        """The drop was accepted: move it to ``sent/<name>/`` with ``tracking.txt``."""
+        """The drop was accepted: move it to ``sent/<name>/``, then add ``tracking.txt``.
+
+        In that order: a note written while the drop was still in ``processing/`` would, if
+        the instance died before the move, be read back by :meth:`recover` as one of the
+        drop's files (an empty one, if the kill came mid-write) and send an accepted document
+        to ``failed/`` with "NOT SENT". Dying after the move leaves it in ``sent/`` without
+        its note, which is the truth."""
         now = datetime.now(VN_TZ).replace(microsecond=0).isoformat()
-        _write_note(item.source, "tracking.txt", f"{tracking_id}\naccepted for sending at {now}\n")
-        return _move(item.source, self.sent, _original_name(item.source.name))
+        target = _move(item.source, self.sent, _original_name(item.source.name))
+        _write_note(target, "tracking.txt", f"{tracking_id}\naccepted for sending at {now}\n")
+        return target
 
     def fail(self, item: IntakeItem, problems: list[str]) -> Path:
         """The drop cannot be sent: move it to ``failed/<name>/`` with ``error.txt``."""
@@ -182,14 +189,16 @@ class FolderIntake:
         """The report was accepted: move it to ``status/done/<name>/`` with ``tracking.txt``."""
         folder = self._report_folder(report)
         now = datetime.now(VN_TZ).replace(microsecond=0).isoformat()
-        _write_note(folder, "tracking.txt", f"{tracking_id}\naccepted for sending at {now}\n")
-        return _move(folder, self.status_done, _stem(_original_name(folder.name)))
+        target = _move(folder, self.status_done, _stem(_original_name(folder.name)))  # first: see complete()
+        _write_note(target, "tracking.txt", f"{tracking_id}\naccepted for sending at {now}\n")
+        return target
 
     def fail_status(self, report: StatusReport, problems: list[str]) -> Path:
         """The report cannot be sent: move it to ``status/failed/<name>/`` with ``error.txt``."""
         folder = self._report_folder(report)
-        _write_note(folder, "error.txt", _error_text(_original_name(folder.name), problems, "status/"))
-        return _move(folder, self.status_failed, _stem(_original_name(folder.name)))
+        target = _move(folder, self.status_failed, _stem(_original_name(folder.name)))  # first: see complete()
+        _write_note(target, "error.txt", _error_text(_original_name(folder.name), problems, "status/"))
+        return target
 
     def recover_status_reports(self, older_than_s: float) -> list[StatusReport]:
         """Status reports claimed more than ``older_than_s`` ago and never finished."""
@@ -329,8 +338,9 @@ class FolderIntake:
 
     def _fail_folder(self, folder: Path, problems: list[str]) -> Path:
         original = _original_name(folder.name)
-        _write_note(folder, "error.txt", _error_text(original, problems, "outbox/"))
-        return _move(folder, self.failed, _stem(original) if _claim_kind(folder.name) == "J" else original)
+        target = _move(folder, self.failed, _stem(original) if _claim_kind(folder.name) == "J" else original)
+        _write_note(target, "error.txt", _error_text(original, problems, "outbox/"))  # after: see complete()
+        return target
 
     def _stale(self, processing: Path, older_than_s: float) -> list[Path]:
         stale = []

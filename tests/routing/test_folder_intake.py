@@ -239,6 +239,31 @@ def test_a_drop_left_in_processing_is_recovered_with_its_drop_id(tmp_path):
     assert later.complete(again, "trk").name == "cv"
 
 
+def test_an_instance_killed_while_writing_the_tracking_note_leaves_the_drop_sent(tmp_path, monkeypatch):
+    """The kill comes as the tracking note is being written (the file made, nothing in it yet).
+    The drop was accepted, so it must end in sent/, and a restarted instance must find nothing
+    to recover: before, the empty note was written inside processing/, read back by recover()
+    as one of the drop's files, and the accepted document went to failed/ with "NOT SENT"."""
+    from connector.routing import folder_intake
+
+    intake = _intake(tmp_path)
+    _dir_drop(intake, "cv-40", document_json())
+    (item,) = intake.claim()
+
+    def killed(folder: Path, name: str, text: str) -> Path:
+        (folder / name).touch()
+        raise KeyboardInterrupt("SIGKILL")
+
+    monkeypatch.setattr(folder_intake, "_write_note", killed)
+    with pytest.raises(KeyboardInterrupt):
+        intake.complete(item, "trk-40")
+    monkeypatch.undo()
+    later = _intake(tmp_path, clock=lambda: time.time() + 3600)
+    assert later.recover(older_than_s=600) == []
+    assert list(later.processing.iterdir()) == [] and list(later.failed.iterdir()) == []
+    assert (later.sent / "cv-40" / "cong-van.pdf").read_bytes() == PDF
+
+
 def test_status_reports(tmp_path):
     intake = _intake(tmp_path)
     write_json(intake.status / "tiep-nhan.json", {
