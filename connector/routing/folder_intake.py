@@ -136,17 +136,9 @@ class FolderIntake:
         return items
 
     def complete(self, item: IntakeItem, tracking_id: str) -> Path:
-        """The drop was accepted: move it to ``sent/<name>/``, then add ``tracking.txt``.
-
-        In that order: a note written while the drop was still in ``processing/`` would, if
-        the instance died before the move, be read back by :meth:`recover` as one of the
-        drop's files (an empty one, if the kill came mid-write) and send an accepted document
-        to ``failed/`` with "NOT SENT". Dying after the move leaves it in ``sent/`` without
-        its note, which is the truth."""
-        now = datetime.now(VN_TZ).replace(microsecond=0).isoformat()
-        target = _move(item.source, self.sent, _original_name(item.source.name))
-        _write_note(target, "tracking.txt", f"{tracking_id}\naccepted for sending at {now}\n")
-        return target
+        """The drop was accepted: move it to ``sent/<name>/`` with ``tracking.txt``."""
+        return _file_away(item.source, self.sent, _original_name(item.source.name),
+                          "tracking.txt", _tracking_text(tracking_id))
 
     def fail(self, item: IntakeItem, problems: list[str]) -> Path:
         """The drop cannot be sent: move it to ``failed/<name>/`` with ``error.txt``."""
@@ -188,17 +180,14 @@ class FolderIntake:
     def complete_status(self, report: StatusReport, tracking_id: str) -> Path:
         """The report was accepted: move it to ``status/done/<name>/`` with ``tracking.txt``."""
         folder = self._report_folder(report)
-        now = datetime.now(VN_TZ).replace(microsecond=0).isoformat()
-        target = _move(folder, self.status_done, _stem(_original_name(folder.name)))  # first: see complete()
-        _write_note(target, "tracking.txt", f"{tracking_id}\naccepted for sending at {now}\n")
-        return target
+        return _file_away(folder, self.status_done, _stem(_original_name(folder.name)),
+                          "tracking.txt", _tracking_text(tracking_id))
 
     def fail_status(self, report: StatusReport, problems: list[str]) -> Path:
         """The report cannot be sent: move it to ``status/failed/<name>/`` with ``error.txt``."""
         folder = self._report_folder(report)
-        target = _move(folder, self.status_failed, _stem(_original_name(folder.name)))  # first: see complete()
-        _write_note(target, "error.txt", _error_text(_original_name(folder.name), problems, "status/"))
-        return target
+        return _file_away(folder, self.status_failed, _stem(_original_name(folder.name)),
+                          "error.txt", _error_text(_original_name(folder.name), problems, "status/"))
 
     def recover_status_reports(self, older_than_s: float) -> list[StatusReport]:
         """Status reports claimed more than ``older_than_s`` ago and never finished."""
@@ -338,9 +327,8 @@ class FolderIntake:
 
     def _fail_folder(self, folder: Path, problems: list[str]) -> Path:
         original = _original_name(folder.name)
-        target = _move(folder, self.failed, _stem(original) if _claim_kind(folder.name) == "J" else original)
-        _write_note(target, "error.txt", _error_text(original, problems, "outbox/"))  # after: see complete()
-        return target
+        return _file_away(folder, self.failed, _stem(original) if _claim_kind(folder.name) == "J" else original,
+                          "error.txt", _error_text(original, problems, "outbox/"))
 
     def _stale(self, processing: Path, older_than_s: float) -> list[Path]:
         stale = []
@@ -401,6 +389,24 @@ def _listed_names(json_path: Path) -> list[str]:
         if isinstance(name, str) and not unsafe_reason(name) and name not in names:
             names.append(name)  # an unsafe name (../x, /etc/x) is never touched, only reported
     return names
+
+
+def _file_away(source: Path, into: Path, name: str, note: str, text: str) -> Path:
+    """Move a finished drop or report out of its ``processing/`` folder, then add its note.
+
+    In that order: a note written while the folder was still in ``processing/`` would, if
+    the instance died before the move, be read back by recovery as one of the drop's files
+    (an empty one, if the kill came mid-write) and send an accepted document to ``failed/``
+    with "NOT SENT". Dying after the move leaves the folder where it belongs, without its note.
+    """
+    target = _move(source, into, name)
+    _write_note(target, note, text)
+    return target
+
+
+def _tracking_text(tracking_id: str) -> str:
+    now = datetime.now(VN_TZ).replace(microsecond=0).isoformat()
+    return f"{tracking_id}\naccepted for sending at {now}\n"
 
 
 def _write_note(folder: Path, name: str, text: str) -> Path:
