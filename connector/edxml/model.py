@@ -38,6 +38,13 @@ STATUS_CODES: dict[str, str] = {
     "16": "Từ chối lấy lại / cập nhật",
 }
 
+#: Status codes seen on the wire that QCVN 102:2016 does not list, with their meaning: the
+#: provincial hub records 999 ("Gui that bai") when it could not forward a document to the
+#: national axis (soap-hub-contract.md). Shown by name; validation still reports them.
+HUB_STATUS_CODES: dict[str, str] = {
+    "999": "Gửi thất bại",
+}
+
 PRIORITIES: dict[int, str] = {
     0: "Thường",
     1: "Khẩn",

@@ -323,6 +323,29 @@ def test_status_message_build_validate_inspect(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["metadata.json"]
 
 
+def test_inspect_names_the_hub_status_999_and_still_reports_it(tmp_path):
+    """The provincial hub records 999 ("Gui that bai") when it could not forward a document to
+    the national axis: a clerk sees what it means, and validation still says it is not QCVN 102."""
+    from connector.edxml.build import build
+    from connector.edxml.samples import sample_edoc, sample_status
+
+    status = sample_status(sample_edoc())
+    status.status_code, status.description = "999", "Gui that bai"
+    out = tmp_path / "hub-999.edxml"
+    with out.open("wb") as fh:
+        build(status, fh)
+    result = cli("inspect", out)
+    assert result.code == 1, result
+    assert "999 Gửi thất bại (provincial hub: forwarding to the national axis failed)" in result.stdout
+    assert "StatusCode '999' is not a QCVN 102:2016 status code" in result.stderr
+    assert "the provincial hub's \"Gửi thất bại\"" in result.stderr
+    unknown = tmp_path / "unknown.edxml"
+    status.status_code = "77"
+    with unknown.open("wb") as fh:
+        build(status, fh)
+    assert "77 (unknown code)" in cli("inspect", unknown).stdout
+
+
 def test_status_message_refuses_attachments(tmp_path, pdf):
     doc = write_json(tmp_path / "status.json", status_json())
     out = tmp_path / "status.edxml"
