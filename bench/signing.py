@@ -20,8 +20,12 @@ library calls any parse + validate + verify of this document makes (lxml parse, 
 of the whole tree, the XSD, one RSA verify) with no Python around them, against xmlsec's
 verify-only rate; what is left of the target after it is the budget of all the Python code.
 
-Measurements are interleaved round by round (raw, ours, ..., then again) and the best of
-``--runs`` runs of ``--seconds`` each is kept, so a noisy stretch hits every contender.
+Measurements are interleaved round by round (raw, ours, ..., then again), ``--runs`` rounds of
+``--seconds`` per contender. Each ratio is the median over the rounds of the ratio within the
+round (ours against its baseline measured moments apart), so a noisy stretch of this shared
+machine weighs on both sides of a ratio at once, and one lucky or unlucky round does not decide
+it; the spread over the rounds is printed with it. The absolute rates shown are each
+contender's best round.
 
 The document is ``sample_edoc()`` as it is: a công văn with its one-page PDF (664 bytes),
 packaged as ``--packaging`` (default zip, as the VNPT builder sends it): about 6 KB unsigned,
@@ -36,7 +40,7 @@ attachment a ``FileData`` of ``--size-mb`` MB of random bytes; the result is the
 process. ``--profile`` adds a cProfile of the 5 KB build + sign and verify (top functions by
 own time, in µs per document).
 
-Usage: python bench/signing.py [--seconds 2] [--runs 3] [--size-mb 500] [--packaging zip|plain]
+Usage: python bench/signing.py [--seconds 0.5] [--runs 11] [--size-mb 500] [--packaging zip|plain]
                                [--profile] [--workdir DIR] [--xmlsec1-timeout 300]
 """
 
@@ -49,6 +53,7 @@ import io
 import json
 import os
 import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,16 +116,22 @@ def rate(fn: Callable[[], object], seconds: float) -> float:
             return n / (now - start)
 
 
-def best_rates(contenders: dict[str, Callable[[], object]], seconds: float, runs: int) -> dict[str, float]:
-    """Best rate of each contender over ``runs`` interleaved rounds (after a short warm-up)."""
+def round_rates(contenders: dict[str, Callable[[], object]], seconds: float, runs: int) -> dict[str, list[float]]:
+    """The rate of each contender in each of ``runs`` interleaved rounds (after a short warm-up)."""
     for fn in contenders.values():
         for _ in range(5):
             fn()
-    best = dict.fromkeys(contenders, 0.0)
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(runs):
         for name, fn in contenders.items():
-            best[name] = max(best[name], rate(fn, seconds))
-    return best
+            rates[name].append(rate(fn, seconds))
+    return rates
+
+
+def paired_ratio(ours: list[float], baseline: list[float]) -> tuple[float, float, float]:
+    """Median, lowest and highest over the rounds of ours / baseline within each round."""
+    ratios = sorted(o / b for o, b in zip(ours, baseline, strict=True))
+    return statistics.median(ratios), ratios[0], ratios[-1]
 
 
 def profile(label: str, fn: Callable[[], object], iterations: int, top: int = 10) -> None:
@@ -354,8 +365,10 @@ def small_benchmarks(pki, args) -> dict[str, float]:
         "xmlsec-chain": xmlsec_parse_verify_chain,
         "floor": c_floor,
     }
-    print(f"timing: best of {args.runs} interleaved runs of {args.seconds:g} s each ...", flush=True)
-    rates = best_rates(contenders, args.seconds, args.runs)
+    print(f"timing: {args.runs} interleaved rounds of {args.seconds:g} s per contender "
+          f"(rates: best round; ratios: median of the rounds' ratios) ...", flush=True)
+    rounds = round_rates(contenders, args.seconds, args.runs)
+    rates = {name: max(values) for name, values in rounds.items()}
     print(f"raw RSA-2048 sign (cryptography, PKCS#1 v1.5 SHA-256)   {rates['raw']:7.0f} /s  "
           f"{1e6 / rates['raw']:6.0f} µs")
     print(f"ours: build + sign (connector.signing.sign)             {rates['sign']:7.0f} /s  "
@@ -377,7 +390,11 @@ def small_benchmarks(pki, args) -> dict[str, float]:
         breakdown(pki, key, doc, signed, store, {n: rates[n] for n in ("raw", "sign", "xmlsec", "verify")})
         profile("build+sign", our_sign, args.profile_iterations)
         profile("verify", our_verify, args.profile_iterations)
-    return {"sign": rates["sign"] / rates["raw"], "verify": rates["verify"] / rates["xmlsec"]}
+    ratios = {"sign": paired_ratio(rounds["sign"], rounds["raw"]),
+              "verify": paired_ratio(rounds["verify"], rounds["xmlsec"])}
+    for name, (median, low, high) in ratios.items():
+        print(f"{name} ratio over {args.runs} rounds: median {median:.2f}, lowest {low:.2f}, highest {high:.2f}")
+    return {name: median for name, (median, _low, _high) in ratios.items()}
 
 
 # --------------------------------------------------------------------------- large document
@@ -466,8 +483,8 @@ def large_benchmark(pki, pki_dir: Path, work: Path, args) -> tuple[float, bool]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=2.0, help="length of one timed run (default 2)")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per contender, best kept (default 3)")
+    parser.add_argument("--seconds", type=float, default=0.5, help="length of one timed run (default 0.5)")
+    parser.add_argument("--runs", type=int, default=11, help="interleaved rounds; ratios are their median (default 11)")
     parser.add_argument("--size-mb", type=int, default=500, help="attachment of the large sign; 0 skips it")
     parser.add_argument("--packaging", choices=["zip", "plain"], default="zip")
     parser.add_argument("--profile", action="store_true", help="cProfile the 5 KB build+sign and verify")
