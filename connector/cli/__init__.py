@@ -1,8 +1,9 @@
 """The connector's command line: one click group, commands registered from small modules.
 
 Exit codes everywhere: 0 success, 1 invalid input (the message says what and where),
-2 usage error. No command prints a traceback; an unexpected failure is reported in one line
-and exits 3. A command's module is imported only when that command runs, so a quick command
+2 usage error. No command prints a traceback; a file the system refuses to read or write is
+named with the system's reason, and any other unexpected failure is reported in one line; both
+exit 3. A command's module is imported only when that command runs, so a quick command
 (``validate``) does not pay for the daemon's libraries.
 """
 
@@ -72,6 +73,20 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # a file or folder the command could not read or write: name it
+        click.echo(f"error: {os_error_text(exc)}", err=True)
+        sys.exit(3)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
         sys.exit(3)
+
+
+def os_error_text(exc: OSError) -> str:
+    """What the operating system refused, and on which path: ``PATH: Not a directory``."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    where = str(exc.filename)
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    return f"{where}: {reason}"
