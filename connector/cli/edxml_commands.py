@@ -22,6 +22,16 @@ EXIT_INVALID = 1
 _file_arg = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
 
 
+def _non_empty_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """The option's path; an empty one is a usage error (``Path("")`` would be the current
+    directory, which nobody means by leaving the value out)."""
+    if value is None:
+        return None
+    if value == "":
+        raise click.BadParameter("an empty path is not a file or folder name", ctx=ctx, param=param)
+    return Path(value)
+
+
 def _echo_problems(problems: list[Problem], *, err: bool = True) -> None:
     for problem in problems:
         click.echo(f"  {problem}", err=err)
@@ -147,7 +157,8 @@ def _edoc_summary(doc: Edoc) -> str:
         lines.append(f"  Trả lời     : {r.document_id or '-'}")
     lines.append(f"  Attachments : {len(doc.attachments)}")
     for a in doc.attachments:
-        lines.append(f"    - {a.name} ({a.content_type}, {a.size} bytes, sha256 {a.sha256}, {a.packaging})")
+        content = "no content" if a.data is None else f"{a.size} bytes, sha256 {a.sha256}"
+        lines.append(f"    - {a.name} ({a.content_type}, {content}, {a.packaging})")
     if doc.unknown:
         lines.append(f"  Unknown elements kept: {len(doc.unknown)}")
     return "\n".join(lines)
@@ -190,7 +201,7 @@ def _status_summary(status: Status) -> str:
     show_default=True,
     help="How attached files travel: a one-entry ZIP as the VNPT library sends, or as they are.",
 )
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_non_empty_path)
 def build_cmd(json_file: Path, attachments: tuple[Path, ...], packaging: str, output: Path) -> None:
     """Build an edXML file from the document JSON and the files to attach.
 
@@ -201,29 +212,108 @@ def build_cmd(json_file: Path, attachments: tuple[Path, ...], packaging: str, ou
         data = json.loads(json_file.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         _fail(f"{json_file}: not valid JSON: {exc}")
+    except RecursionError:
+        _fail(f"{json_file}: not valid JSON: it nests too deeply (arrays or objects inside one another)")
     try:
         message = document_from_json(data, list(attachments), packaging)
     except (JsonFormError, ExtractError) as exc:
         _fail(f"{json_file}: {exc}")
+    except RecursionError:
+        _fail(f"{json_file}: the JSON nests too deeply to be read as a document")
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    tmp = Path(tmp_name)
+    # A short name in the same folder (so the final rename stays on one file system): one
+    # derived from the output's could pass the 255-byte limit on names.
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".tmp", dir=output.parent)
+    tmp, moved = Path(tmp_name), False
     try:
         with os.fdopen(fd, "wb") as fh:
             build(message, fh)
         with parse(tmp, source_name=str(output)) as check:
             problems = check.report.problems
+        if not any(p.severity == "error" for p in problems):
+            os.replace(tmp, output)
+            moved = True
     except (BuildError, EdxmlError) as exc:
-        tmp.unlink(missing_ok=True)
-        _fail(f"{json_file}: cannot build: {exc}")
+        problems = exc.problems if isinstance(exc, EdxmlError) else []
+        reasons = "; ".join(_built_problem(p, data) for p in problems) or str(exc)
+        _fail(f"{json_file}: cannot build: {reasons}")
+    finally:
+        if not moved:  # whatever went wrong, no temporary file is left behind
+            tmp.unlink(missing_ok=True)
     if any(p.severity == "error" for p in problems):
-        tmp.unlink(missing_ok=True)
         click.echo(f"{json_file}: the document is not valid edXML:", err=True)
-        _echo_problems(problems)
+        for problem in problems:
+            click.echo(f"  {_built_problem(problem, data)}", err=True)
         sys.exit(EXIT_INVALID)
-    os.replace(tmp, output)
     _echo_problems(problems)
     click.echo(f"{output}: built {message.kind} {getattr(message, 'document_id', '') or ''}".rstrip())
+
+
+def _built_problem(problem: Problem, data: object) -> str:
+    """A problem of the edXML built from the JSON, placed by the JSON key its value came
+    from: the output file was never written, so a line of it would point nowhere."""
+    key = json_key(problem.path, data) if problem.path else None
+    where = key or (f"edXML {problem.path}" if problem.path else "")
+    return f"{where}: {problem.severity}: {problem.message}" if where else f"{problem.severity}: {problem.message}"
+
+
+# How edXML elements map to keys of the document JSON (schemas/document.schema.json).
+_JSON_FRAME = {"edXML", "edXMLEnvelope", "edXMLHeader", "MessageHeader", "edXMLBody", "TraceHeaderList"}
+_JSON_LISTS = {  # element -> the key of the list whose items its children are
+    "ToPlaces": "to_places",
+    "Appendixes": "appendixes",
+    "ReceiverList": "receivers",
+    "ReplacementInfoList": "replacement_info",
+    "OrganIdList": "organ_ids",
+    "edXMLManifest": "manifest",
+    "AttachmentEncoded": "attachments",
+}
+_JSON_ITEMS = {"To": "to", "ResponseFor": "response_for", "TraceHeader": "trace_headers"}  # one item each
+_JSON_NAMES: dict = {  # where the key is not the element's name in snake_case
+    "From": "from",
+    "PromulgationInfo": "promulgation",
+    ("PromulgationInfo", "PromulgationDate"): "date",
+    ("Code", "CodeNumber"): "number",
+    ("Code", "CodeNotation"): "notation",
+    ("DocumentType", "TypeName"): "name",
+    ("Attachment", "AttachmentName"): "name",
+}
+
+
+def json_key(path: str, data: object) -> str | None:
+    """The key of ``data`` (the document JSON) that an edXML element path was built from,
+    e.g. ``/edXML/.../MessageHeader/To[2]/OrganId`` -> ``to[1].organ_id``; None when the
+    element comes from no key that ``data`` has (the frame, a manifest built for the files)."""
+    key, node, parent = "", data, ""
+    for step in filter(None, path.split("/")):
+        name, _, rest = step.partition("[")
+        if name in _JSON_FRAME:
+            parent = name
+            continue
+        index = int(rest.rstrip("]")) - 1 if rest.rstrip("]").isdigit() else 0
+        if parent in _JSON_LISTS:
+            field, item = None, True
+        else:
+            field = (_JSON_NAMES.get((parent, name)) or _JSON_NAMES.get(name) or _JSON_LISTS.get(name)
+                     or _JSON_ITEMS.get(name) or _snake(name))
+            item = name in _JSON_ITEMS
+        if field is not None:
+            if not isinstance(node, dict) or field not in node:
+                return None
+            node, key = node[field], f"{key}.{field}" if key else field
+        if item:
+            if not isinstance(node, list) or not 0 <= index < len(node):
+                return None
+            node, key = node[index], f"{key}[{index}]"
+        parent = name
+    return key or None
+
+
+def _snake(name: str) -> str:
+    """``OrganizationInCharge`` -> ``organization_in_charge`` (the standard's ``Bussiness``
+    spelling is the JSON's ``business``)."""
+    name = name.replace("Bussiness", "Business")
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 
 def _fail(message: str) -> None:
@@ -236,7 +326,8 @@ def _fail(message: str) -> None:
 
 @click.command("extract")
 @click.argument("file", type=_file_arg)
-@click.option("-d", "--dir", "directory", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-d", "--dir", "directory", required=True, type=click.Path(file_okay=False),
+              callback=_non_empty_path)
 def extract_cmd(file: Path, directory: Path) -> None:
     """Write metadata.json and the decoded attachments (under their safe names) into DIR."""
     parsed = _read(file)

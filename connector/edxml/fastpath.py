@@ -20,7 +20,8 @@ path from scratch on the same, untouched tree. So the fast path only ever return
 which the careful path reports nothing, with an equal model (tests/edxml/test_fastpath.py
 checks both on a broad corpus). Attachments are the one step taken after the decision: both
 paths unwrap them through the same code (``parse._Extractor.attachments_from``), whose
-problems (a broken ZIP) are the parser's, not validation's.
+problems (a broken ZIP; content declared a ZIP that is no one-entry ZIP, a warning) are the
+parser's, not validation's.
 
 ``ENABLED = False`` turns the fast path off (the careful path then runs for every document).
 """
@@ -536,6 +537,8 @@ def _attachment(el: etree._Element) -> tuple[dict[str, str | None], etree._Eleme
         raise _Doubt  # no name to save the file under
     _attachment_name(name)
     payload = next(el.iterchildren(_PAYLOAD), None)
+    if payload is None:
+        raise _Doubt  # no content to deliver: an error on the careful path
     values = {
         "ContentId": None if content_id is _ABSENT else content_id,
         "AttachmentName": name,

@@ -6,6 +6,7 @@ temporary name and a rename, never over an existing file.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -13,9 +14,9 @@ import uuid
 from pathlib import Path
 
 from .build import format_date
-from .jsonform import dumps, from_json
+from .jsonform import from_json, to_json
 from .model import CHUNK, Attachment, Edoc, FileData, Message, Packaging
-from .names import normalized, unsafe_reason
+from .names import MAX_NAME_BYTES, METADATA_NAME, normalized, unsafe_reason
 from .parse import guess_type
 
 
@@ -97,10 +98,14 @@ def default_document_id(doc: Edoc) -> str:
 
 
 def extract_to(message: Message, directory: Path) -> list[Path]:
-    """Write ``metadata.json`` and every attachment into ``directory``; return the paths.
+    """Write every attachment and ``metadata.json`` into ``directory``; return the paths.
 
-    Refuses (before writing anything) an attachment whose name is not a safe file name.
-    Names already taken get a `` (2)`` suffix: nothing is overwritten.
+    Refuses (before writing anything) an attachment whose name is not a safe file name, or
+    that has no content. Names already taken get a `` (2)`` suffix: nothing is overwritten.
+    ``metadata.json`` is the metadata's own name, so an attachment of that name is saved
+    under another; an attachment saved under a name other than its own is listed in the
+    metadata's ``saved_as`` (``content_id``, ``name``, ``file``). On any failure every file
+    written so far, and any folder created, is removed again: no partial folder is left.
     """
     attachments = message.attachments if isinstance(message, Edoc) else []
     for attachment in attachments:
@@ -108,21 +113,70 @@ def extract_to(message: Message, directory: Path) -> list[Path]:
         if reason:
             raise ExtractError(f"attachment {attachment.name!r} not written: {reason}")
         if attachment.data is None:
-            raise ExtractError(f"attachment {attachment.name!r} has no content")
-    directory.mkdir(parents=True, exist_ok=True)
-    root = directory.resolve()
-    written = []
-    taken = {p.name.casefold() for p in root.iterdir()}
-    for attachment in attachments:
-        target = _free_name(root, normalized(attachment.name), taken)
-        with attachment.data.open() as src:
-            _write_atomically(target, lambda fh: shutil.copyfileobj(src, fh, CHUNK))
-        written.append(target)
-    metadata = _free_name(root, "metadata.json", taken)
-    payload = dumps(message).encode("utf-8")
-    _write_atomically(metadata, lambda fh: fh.write(payload))
-    written.append(metadata)
+            raise ExtractError(
+                f"attachment {attachment.name!r} (ContentId {attachment.content_id!r}) has no content "
+                "(no ContentTransferEncoded element)"
+            )
+    created = _make_folder(directory)
+    written: list[Path] = []
+    try:
+        root = directory.resolve()
+        taken = {normalized(p.name).casefold() for p in root.iterdir()}
+        metadata = _free_name(root, METADATA_NAME, taken)
+        targets = [_free_name(root, normalized(a.name), taken) for a in attachments]
+        for attachment, target in zip(attachments, targets):
+            with attachment.data.open() as src:  # type: ignore[union-attr]
+                _write_atomically(target, lambda fh: shutil.copyfileobj(src, fh, CHUNK))
+            written.append(target)
+        payload = _metadata(message, attachments, targets).encode("utf-8")
+        _write_atomically(metadata, lambda fh: fh.write(payload))
+        written.append(metadata)
+    except BaseException:
+        _undo(written, created)
+        raise
     return written
+
+
+def _make_folder(directory: Path) -> list[Path]:
+    """Create ``directory`` (and missing parents); return the folders created, deepest first."""
+    missing = []
+    path = directory.absolute()
+    while not path.exists() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        _undo([], missing)
+        raise
+    return missing
+
+
+def _undo(written: list[Path], created: list[Path]) -> None:
+    """Remove the files an extraction wrote and the folders it created (best effort)."""
+    for path in written:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _metadata(message: Message, attachments: list[Attachment], targets: list[Path]) -> str:
+    """The document JSON, plus ``saved_as`` when a file was saved under another name."""
+    data = to_json(message)
+    renamed = [
+        {"content_id": a.content_id, "name": a.name, "file": t.name}
+        for a, t in zip(attachments, targets)
+        if t.name != a.name
+    ]
+    if renamed:
+        data["saved_as"] = renamed
+    return json.dumps(data, ensure_ascii=False, indent=2)
 
 
 def _free_name(root: Path, name: str, taken: set[str]) -> Path:
@@ -133,6 +187,8 @@ def _free_name(root: Path, name: str, taken: set[str]) -> Path:
     while candidate.casefold() in taken:
         n += 1
         candidate = f"{stem} ({n}){dot}{ext}"
+    if len(os.fsencode(candidate)) > MAX_NAME_BYTES:
+        raise ExtractError(f"{name!r} is taken in {root}, and {candidate!r} is too long a file name")
     taken.add(candidate.casefold())
     target = (root / candidate).resolve()
     if target.parent != root:

@@ -201,7 +201,8 @@ def parse(
 def _fast_parsed(fast: tuple, raw: RawDocument, limits: Limits, spool_dir: str | Path | None, name: str) -> Parsed:
     """The parse of a document the fast path took: its message, with attachments read (and
     unwrapped) by the same code as on the careful path. Only that step can find a problem
-    here (a broken ZIP); it is reported as the careful path reports it."""
+    here (a broken ZIP, or content declared a ZIP that is no one-entry ZIP); it is reported as
+    the careful path reports it."""
     message, entries = fast
     problems: list[Problem] = []
     if isinstance(message, Edoc):
@@ -554,7 +555,7 @@ class _Extractor:
             data = self.raw.payload_for(payload_el) if payload_el is not None else None
             packaging, content_type = "plain", wire_type or guess_type(name)
             if data is not None and (wire_type or "").lower() in _ZIP_TYPES and not name.lower().endswith(".zip"):
-                inner = self.unwrapped(data, payload_el)
+                inner = self.unwrapped(data, payload_el, name, wire_type)
                 if inner is not None:
                     data, packaging, content_type = inner, "zip", guess_type(name)
             result.append(
@@ -569,15 +570,28 @@ class _Extractor:
             )
         return result
 
-    def unwrapped(self, data, payload_el: etree._Element):
-        """The inner file of a VNPT one-entry ZIP, or None when the content is not one."""
+    def unwrapped(self, data, payload_el: etree._Element, name: str, wire_type: str | None):
+        """The inner file of a VNPT one-entry ZIP, or None when the content is not one.
+
+        Content declared a ZIP that is not a one-entry ZIP (not a ZIP at all, an empty one,
+        several entries, a folder) is kept as sent, with a warning: the receiver gets the
+        bytes under the attachment's name, not the file the sender meant."""
         try:
             inner = unwrap(data, spool_memory=self.raw_limits.spool_memory, spool_dir=self.spool_dir)
-            if inner is None:
-                return None
         except UnwrapError as exc:
             self.problems.append(
                 Problem(str(exc), path=element_path(payload_el), line=payload_el.sourceline, code="zip")
+            )
+            return None
+        if inner is None:
+            self.problems.append(
+                Problem(
+                    f"attachment {name!r} is declared {wire_type} but is not a one-entry ZIP: kept as sent",
+                    path=element_path(payload_el),
+                    line=payload_el.sourceline,
+                    severity="warning",
+                    code="zip",
+                )
             )
             return None
         self.raw.replace_payload(payload_el, inner)

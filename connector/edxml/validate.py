@@ -795,6 +795,10 @@ def _attachments_by_id(ctx: _Context, atts: list[etree._Element]) -> dict[str, e
             by_id[key] = att
         if not ctx.find(att, "AttachmentName"):
             ctx.add(att, "required", "Attachment has no AttachmentName: the file has no name to be saved under")
+        if not ctx.find(att, "ContentTransferEncoded"):
+            name = _first_text(ctx, att, "AttachmentName")
+            ctx.add(att, "required", f"Attachment {_show(name) + ' ' if name else ''}has no ContentTransferEncoded: "
+                    "it carries no content, so there is no file to deliver")
     return by_id
 
 

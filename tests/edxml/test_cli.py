@@ -501,3 +501,152 @@ def test_help_lists_the_commands():
     for command in ("validate", "inspect", "build", "extract"):
         assert command in result.stdout
 
+
+
+# --------------------------------------------------------------------------- audit fixes
+
+
+def _edited(built: Path, tmp_path: Path, name: str, edit) -> Path:
+    path = tmp_path / name
+    path.write_text(edit(built.read_text(encoding="utf-8")), encoding="utf-8")
+    return path
+
+
+def _line_of(path: Path, needle: str) -> int:
+    return next(n for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if needle in text)
+
+
+def test_a_name_too_long_after_nfc_is_refused_before_anything_is_written(built, tmp_path):
+    """U+0958 is 3 bytes in UTF-8, 6 after NFC: the name fits as sent, not as it would be saved."""
+    long_name = "\u0958" * 83 + ".pdf"
+    doc = _edited(built, tmp_path, "long.edxml", lambda s: s.replace(f">{PDF_NAME}<", f">{long_name}<"))
+    result = cli("validate", doc)
+    assert result.code == 1, result
+    assert "502 bytes" in result.stdout and "NFC" in result.stdout
+    folder = tmp_path / "received"
+    result = cli("extract", doc, "-d", folder)
+    assert result.code == 1, result
+    assert "not extracted" in result.stderr and "502 bytes" in result.stderr
+    assert not folder.exists()
+
+
+def test_an_attachment_named_metadata_json_does_not_take_the_metadata_name(built, tmp_path):
+    doc = _edited(built, tmp_path, "meta.edxml", lambda s: s.replace(f">{PDF_NAME}<", ">metadata.json<"))
+    result = cli("validate", doc)
+    assert result.code == 0, result
+    assert "warning" in result.stdout and "metadata (2).json" in result.stdout
+    folder = tmp_path / "received"
+    result = cli("extract", doc, "-d", folder)
+    assert result.code == 0, result
+    assert sorted(p.name for p in folder.iterdir()) == ["metadata (2).json", "metadata.json"]
+    assert (folder / "metadata (2).json").read_bytes() == PDF
+    metadata = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["document_id"] == DOCUMENT_ID
+    assert metadata["attachments"][0]["name"] == "metadata.json"
+    assert metadata["saved_as"] == [{"content_id": "cv15", "name": "metadata.json", "file": "metadata (2).json"}]
+
+
+def test_an_attachment_without_content_is_invalid_naming_it_and_its_line(built, tmp_path):
+    doc = _edited(built, tmp_path, "nocte.edxml", lambda s: re.sub(
+        r"<edXML:ContentTransferEncoded.*?</edXML:ContentTransferEncoded>", "", s, flags=re.S))
+    line = _line_of(doc, "<Attachment>")
+    result = cli("validate", doc)
+    assert result.code == 1, result
+    assert re.search(rf"error: line {line} /edXML/AttachmentEncoded/Attachment: Attachment '{re.escape(PDF_NAME)}' "
+                     r"has no ContentTransferEncoded", result.stdout), result
+    folder = tmp_path / "received"
+    result = cli("extract", doc, "-d", folder)
+    assert result.code == 1, result
+    assert f"line {line}" in result.stderr and PDF_NAME in result.stderr
+    assert not folder.exists()
+    result = cli("inspect", doc)
+    assert result.code == 1, result
+    assert "no content" in result.stdout and "None bytes" not in result.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["build", "--json", "doc.json", "-o", ""],
+    ["build", "--json", "doc.json", "--output", ""],
+    ["extract", "x.edxml", "-d", ""],
+    ["extract", "x.edxml", "--dir", ""],
+])
+def test_an_empty_path_option_is_a_usage_error_naming_it(args, tmp_path, built):
+    (tmp_path / "doc.json").write_text(json.dumps(edoc_json([])), encoding="utf-8")
+    (tmp_path / "x.edxml").write_bytes(built.read_bytes())
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = cli(*args, cwd=tmp_path)
+    assert result.code == 2, result
+    option = "'-o' / '--output'" if args[0] == "build" else "'-d' / '--dir'"
+    assert option in result.stderr and "empty path" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_build_writes_an_output_name_of_255_bytes(tmp_path, pdf):
+    doc = write_json(tmp_path / "doc.json", edoc_json([]))
+    out = tmp_path / "out" / ("v" * 249 + ".edxml")
+    assert len(out.name.encode()) == 255
+    result = cli("build", "--json", doc, "--attach", pdf, "-o", out)
+    assert result.code == 0, result
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
+    assert cli("validate", out).code == 0
+
+
+def test_build_refuses_json_nested_too_deeply_naming_the_file(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    out = tmp_path / "never.edxml"
+    result = cli("build", "--json", deep, "-o", out)
+    assert result.code == 1, result
+    assert str(deep) in result.stderr and "nests too deeply" in result.stderr
+    assert not out.exists()
+
+
+def _zip_bytes(*entries: tuple[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("content", [
+    b"%PDF-1.4 sent raw, not zipped",
+    _zip_bytes(("a.pdf", b"%PDF a"), ("b.pdf", b"%PDF b")),
+    _zip_bytes(),
+    _zip_bytes(("thu-muc/", b"")),
+], ids=["random-bytes", "two-entries", "empty-zip", "folder-only"])
+def test_content_declared_zip_that_is_no_one_entry_zip_is_kept_with_a_warning(built, tmp_path, content):
+    encoded = base64.b64encode(content).decode("ascii")
+    doc = _edited(built, tmp_path, "odd-zip.edxml", lambda s: re.sub(
+        r"(<edXML:ContentTransferEncoded[^>]*>).*?(</edXML:ContentTransferEncoded>)",
+        lambda m: m.group(1) + encoded + m.group(2), s, flags=re.S))
+    line = _line_of(doc, "<edXML:ContentTransferEncoded")
+    expected = (f"attachment '{PDF_NAME}' is declared application/zip but is not a one-entry ZIP: kept as sent")
+    result = cli("validate", doc)
+    assert result.code == 0, result
+    assert f"warning: line {line} /edXML/AttachmentEncoded/Attachment/ContentTransferEncoded: {expected}" in result.stdout
+    folder = tmp_path / "received"
+    result = cli("extract", doc, "-d", folder)
+    assert result.code == 0, result
+    assert expected in result.stderr
+    assert (folder / PDF_NAME).read_bytes() == content
+
+
+def test_build_errors_name_the_json_key_not_a_line_of_the_unwritten_output(tmp_path):
+    data = edoc_json([])
+    data["other_info"]["priority"] = 9
+    data["to"][1]["organ_id"] = "000.00.00.H41"
+    doc = write_json(tmp_path / "doc.json", data)
+    out = tmp_path / "never.edxml"
+    result = cli("build", "--json", doc, "-o", out)
+    assert result.code == 1, result
+    assert "other_info.priority: error: Priority '9'" in result.stderr
+    assert str(out) not in result.out and "line " not in result.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["doc.json"]
+    data["other_info"]["priority"] = 1
+    data["subject"] = "x" * ((1 << 20) + 1)
+    result = cli("build", "--json", write_json(doc, data), "-o", out)
+    assert result.code == 1, result
+    assert "cannot build: subject: error: text content longer than" in result.stderr
+    assert str(out) not in result.out and "line " not in result.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["doc.json"]

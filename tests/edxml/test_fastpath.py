@@ -11,10 +11,12 @@ documents must take the fast path, so the speed-up stays real. No timings are as
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 import io
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -612,7 +614,34 @@ def _edoc_mutations() -> dict[str, str]:
         "empty-name": x.replace("<edXML:AttachmentName>cong-van-1.pdf</edXML:AttachmentName>", "<edXML:AttachmentName></edXML:AttachmentName>"),
         "bad-base64": _sub(x, "UEsDBBQAAAgA", "UEsDBBQAAAg!"),
         "broken-zip": re.sub(r">UEsDB[^<]*<", ">UEsDBAAAAAAAAAA=<", x, count=1),
+        "no-payload": re.sub(r"<edXML:ContentTransferEncoded[ >].*?</edXML:ContentTransferEncoded>", "", x,
+                             count=1, flags=re.S),
+        **{f"not-one-entry-zip-{kind}": _with_payload(x, content) for kind, content in _NOT_ONE_ENTRY_ZIPS.items()},
     }
+
+
+def _zip(*entries: tuple[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+# Content declared application/zip that is no one-entry ZIP: kept as sent, with a warning.
+_NOT_ONE_ENTRY_ZIPS = {
+    "random-bytes": b"%PDF-1.4 not a zip at all",
+    "two-entries": _zip(("a.pdf", b"%PDF a"), ("b.pdf", b"%PDF b")),
+    "empty": _zip(),
+    "folder-only": _zip(("thu-muc/", b"")),
+}
+
+
+def _with_payload(xml: str, content: bytes) -> str:
+    """The document with its (first) attachment's content replaced, its wire type kept."""
+    encoded = base64.b64encode(content).decode("ascii")
+    return re.sub(r"(<edXML:ContentTransferEncoded[^>]*>).*?(</edXML:ContentTransferEncoded>)",
+                  lambda m: m.group(1) + encoded + m.group(2), xml, count=1, flags=re.S)
 
 
 def _status_mutations() -> dict[str, str]:
@@ -715,10 +744,15 @@ def test_edoc_mutation_takes_the_careful_path(name: str) -> None:
         accepted = fast_accepts(data)
     except EdxmlError:
         accepted = False
-    if name == "broken-zip":
+    if name == "broken-zip" or name.startswith("not-one-entry-zip-"):
         # Attachments are read after the decision, by the careful path's own code.
         assert accepted
-        assert outcome(data, fast=False)[2][0].code == "zip"
+        (problem,) = outcome(data, fast=False)[2]
+        assert problem.code == "zip"
+        if name != "broken-zip":
+            assert problem.severity == "warning" and "not a one-entry ZIP: kept as sent" in problem.message
+            assert "'cong-van-1.pdf'" in problem.message and "application/zip" in problem.message
+            assert problem.line is not None and problem.path.endswith("/Attachment/ContentTransferEncoded")
     else:
         assert not accepted
     assert_equivalent(data)

@@ -657,3 +657,51 @@ def test_validate_file_reports_malformed_xml(tmp_path: Path) -> None:
     expected = [("not-well-formed", "error", line_of(EDOC, "</edXML:From>"))]
     assert [(p.code, p.severity, p.line) for p in problems] == expected
     assert re.search(r"mismatch", problems[0].message)
+
+
+# --------------------------------------------------------------------------- audit: names as written, content
+
+
+def test_attachment_without_content_is_an_error_naming_it_and_its_line() -> None:
+    xml = edit(EDOC, "      <ContentTransferEncoded>UEsDBA==</ContentTransferEncoded>\n", "")
+    problems = check(xml)
+    p = only([q for q in problems if "ContentTransferEncoded" in q.message], "required")
+    assert_problem(p, "error", ATT2, line_of(xml, "<Attachment>", 2))
+    assert "'phu-luc.docx'" in p.message and "no content" in p.message
+
+
+def test_an_empty_content_element_is_content_all_the_same() -> None:
+    """An empty ContentTransferEncoded is a 0-byte file (the sample's first attachment)."""
+    assert not [p for p in check(EDOC) if "ContentTransferEncoded" in p.message]
+
+
+def test_name_length_is_judged_after_nfc() -> None:
+    """U+0958 is 3 bytes in UTF-8 and 6 after NFC (क + nukta): 83 of them fit as sent, not as saved."""
+    name = "\u0958" * 83 + ".pdf"
+    assert len(name.encode("utf-8")) <= 255
+    bad, _ = check_attachment_name(name)
+    assert bad and "502 bytes" in bad[0] and "NFC" in bad[0], bad
+    xml = EDOC.replace("cong-van.pdf", name)
+    problems = [p for p in check(xml) if p.code == "attachment-name"]
+    assert [p.severity for p in problems] == ["error", "error"]
+
+
+def test_name_length_leaves_room_for_the_suffix_extraction_adds() -> None:
+    from connector.edxml.names import MAX_NAME_BYTES, SUFFIX_ROOM
+
+    longest = "a" * (MAX_NAME_BYTES - SUFFIX_ROOM - 4) + ".pdf"
+    assert check_attachment_name(longest) == ([], [])
+    bad, _ = check_attachment_name("a" + longest)
+    assert bad and "' (2)' suffix" in bad[0]
+    # one "(999)" more still fits the file system's limit
+    assert len(f"{longest[:-4]} (999).pdf".encode()) == MAX_NAME_BYTES
+
+
+@pytest.mark.parametrize("name", ["metadata.json", "Metadata.JSON"])
+def test_metadata_json_is_a_reserved_name_warning(name: str) -> None:
+    xml = edit(EDOC, "<AttachmentName>phu-luc.docx</AttachmentName>", f"<AttachmentName>{name}</AttachmentName>")
+    problems = check(xml)
+    p = only(problems, "attachment-name")
+    assert_problem(p, "warning", f"{ATT2}/AttachmentName", line_of(xml, f">{name}<"))
+    assert "metadata (2).json" in p.message
+    assert errors(problems) == []
