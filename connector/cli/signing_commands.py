@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -11,14 +12,17 @@ from pathlib import Path
 
 import click
 
+from ..edxml.build import BuildError
 from ..edxml.errors import EdxmlError
 from ..edxml.model import Edoc
-from ..edxml.parse import parse
-from ..signing.devpki import create_dev_pki
-from ..signing.keys import KeySourceError, SigningKey, load_signing_key
+from ..edxml.parse import Parsed, parse
+from ..edxml.reader import element_path
+from ..signing.devpki import create_dev_pki, foreign_content
+from ..signing.keys import KeySourceError, SigningKey, configuration_field, load_signing_key
 from ..signing.policy import MODES, SenderRule, SignaturePolicy
 from ..signing.revocation import RevocationChecker
 from ..signing.sign import sign
+from ..signing.signer_check import signing_certificate_problems
 from ..signing.trust import TrustStore, TrustStoreError
 from ..signing.verify import TrustOptions, verify
 
@@ -33,12 +37,19 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_INVALID)
 
 
+def _output_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:
+    """OUTPUT as a path; an empty one is a usage error (``Path("")`` would be the current folder)."""
+    if not value.strip():
+        raise click.BadParameter("the output path is empty", ctx=ctx, param=param)
+    return Path(value)
+
+
 # --------------------------------------------------------------------------- sign
 
 
 @click.command("sign")
 @click.argument("source", type=_file)
-@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("output", type=click.Path(dir_okay=False), callback=_output_path)
 @click.option("--key", "key_file", type=_file, help="Private key (PEM, optionally encrypted).")
 @click.option("--cert", "cert_file", type=_file, help="The signing certificate (PEM).")
 @click.option("--chain", "chain_file", type=_file, help="Intermediate certificates (PEM).")
@@ -49,7 +60,10 @@ def sign_cmd(source, output, key_file, cert_file, chain_file, passphrase, algori
     """Sign an edXML document (enveloped XMLDSig over the whole document) into OUTPUT.
 
     The document is re-emitted in the VNPT layout with the Signature as the last child of
-    edXMLHeader; an existing (placeholder) signature is replaced.
+    edXMLHeader; an existing (placeholder) signature is replaced. A certificate the verifier
+    would refuse (expired, a CA's, without digitalSignature, another agency's) is refused
+    before signing; what the input holds that the signed document does not carry (unknown
+    attributes, existing Signature elements) is listed on stderr.
     """
     key = _load_key(key_file, cert_file, chain_file, passphrase, algorithm, config_file)
     try:
@@ -63,12 +77,44 @@ def sign_cmd(source, output, key_file, cert_file, chain_file, passphrase, algori
             if not isinstance(message, Edoc):
                 _fail(f"{source}: a status message is not signed (only documents carry a Signature)")
             if message.unknown:
-                names = ", ".join(u.path for u in message.unknown)
+                names = ", ".join(f"{u.path} (line {u.line})" if u.line else u.path for u in message.unknown)
                 _fail(f"{source}: not signed: unknown elements would be dropped from the signed document ({names})")
+            problems = signing_certificate_problems(key.certificate, sender=message.from_.organ_id)
+            if problems:
+                subject = key.certificate.subject.rfc4514_string()
+                _fail(f"{source}: not signed: verify would refuse a signature by the certificate {subject}: "
+                      + "; ".join(problems))
+            _report_not_carried(source, parsed)
             info = _sign_atomically(message, key, output)
     except EdxmlError as exc:
         _fail(f"{source}: cannot be read as edXML:\n  " + "\n  ".join(str(p) for p in exc.problems))
+    except BuildError as exc:
+        _fail(f"{source}: not signed: the document cannot be written: {exc}")
+    except KeySourceError as exc:
+        _fail(f"{source}: not signed: signing key: {exc}")
     click.echo(f"{output}: signed by {info.signer_subject} (serial {info.signer_serial}) at {info.signing_time.isoformat()}")
+
+
+#: validation warnings about input the signed document does not carry
+_NOT_CARRIED = ("unknown-attribute", "unknown-element")
+
+
+def _report_not_carried(source: Path, parsed: Parsed) -> None:
+    """Print (stderr) each validation warning of the input, saying where its content is not
+    carried into the signed document, and each existing Signature element (sign writes its
+    own). The signed document is re-emitted from the model, so these are dropped."""
+    reported: set[tuple[int | None, str]] = set()
+    for problem in parsed.report.warnings:
+        if problem.code in _NOT_CARRIED:
+            reported.add((problem.line, problem.path))
+            click.echo(f"{problem.located(str(source))}; not carried into the signed document", err=True)
+        else:
+            click.echo(str(problem.located(str(source))), err=True)
+    for element in parsed.root.iter("{*}Signature"):  # any namespace, or none
+        if (element.sourceline, element_path(element)) in reported:
+            continue
+        click.echo(f"{source}, line {element.sourceline}, {element_path(element)}: warning: existing Signature "
+                   "not carried into the signed document (replaced by the new signature)", err=True)
 
 
 def _load_key(key_file, cert_file, chain_file, passphrase, algorithm, config_file) -> SigningKey:
@@ -95,13 +141,21 @@ def _load_key(key_file, cert_file, chain_file, passphrase, algorithm, config_fil
     try:
         return load_signing_key(spec, base_dir=base_dir)
     except KeySourceError as exc:
-        _fail(f"signing key: {exc}")
+        if config_file is None:
+            _fail(f"signing key: {exc}")
+        field = configuration_field(exc)
+        if field is None:  # a file, variable or token the table names: the error names it
+            _fail(f"signing key of {config_file} [signing.key]: {exc}")
+        _fail(f"{config_file}: [signing.key]{' ' + field if field else ''}: {exc.problem}")
         raise  # unreachable
 
 
 def _sign_atomically(message: Edoc, key: SigningKey, output: Path):
+    """Sign into a temporary file next to ``output``, then rename it: a failure leaves no
+    partial output. The temporary name is short and fixed in form (``.tmp-XXXXXXXX.edxml``),
+    so an output name near the 255-byte limit still has room."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".edxml", dir=output.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             info = sign(message, key, fh)
@@ -124,11 +178,7 @@ def _sign_atomically(message: Edoc, key: SigningKey, output: Path):
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def verify_cmd(file: Path, trust_dir: Path | None, policy: str, revocation: str, allow_weak: bool, as_json: bool) -> None:
     """Verify a document's signature; exit 0 when the policy passes, 1 when it fails."""
-    directory = trust_dir or DEFAULT_TRUST
-    try:
-        store = TrustStore.from_directory(directory) if directory.is_dir() else TrustStore.from_certificates([])
-    except TrustStoreError as exc:
-        raise click.UsageError(f"trust anchors: {exc}") from None
+    store = _trust_store(trust_dir)
     checker = None if revocation == "off" else RevocationChecker(revocation)
     rules = SignaturePolicy(SenderRule(policy, allow_weak))
     try:
@@ -137,6 +187,7 @@ def verify_cmd(file: Path, trust_dir: Path | None, policy: str, revocation: str,
             problems = result.parsed.report.errors
     except EdxmlError as exc:
         _fail(f"{file}: cannot be read as edXML:\n  " + "\n  ".join(str(p) for p in exc.problems))
+    skipped = [f"trust anchor file {s.path} skipped: {s.reason}" for s in store.skipped]
     if as_json:
         click.echo(json.dumps({
             "file": str(file),
@@ -144,15 +195,34 @@ def verify_cmd(file: Path, trust_dir: Path | None, policy: str, revocation: str,
             "policy": decision.mode,
             "accepted": decision.accepted and not problems,
             "problems": [p.to_dict() for p in problems],
+            "trust_warnings": skipped,
         }, ensure_ascii=False, indent=2))
     else:
         click.echo(f"{file}: signature {verdict.describe()}")
-        for warning in verdict.warnings:
+        # With no anchor at all, the verdict's reason already names the skipped files.
+        for warning in [*verdict.warnings, *(skipped if store.anchors else ())]:
             click.echo(f"  warning: {warning}")
         click.echo(f"  policy {decision.mode}: {'accepted' if decision.accepted else 'REFUSED'}")
         for problem in problems:
             click.echo(f"  {problem}")
     sys.exit(0 if decision.accepted and not problems else EXIT_INVALID)
+
+
+def _trust_store(trust_dir: Path | None) -> TrustStore:
+    """The anchors of ``--trust`` (a folder that must exist) or of the default folder (an
+    empty store, named, when it is missing). Files it skips are reported by the caller, so
+    the module's log line about them is not printed a second time."""
+    if trust_dir is not None and not trust_dir.is_dir():
+        what = "is not a folder" if trust_dir.exists() else "does not exist"
+        raise click.BadParameter(f"trust-anchor folder {trust_dir} {what}", param_hint="'--trust'")
+    directory = trust_dir or DEFAULT_TRUST
+    if not directory.is_dir():
+        return TrustStore((), (), str(directory))
+    logging.getLogger("connector.signing.trust").addHandler(logging.NullHandler())
+    try:
+        return TrustStore.from_directory(directory)
+    except TrustStoreError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--trust'") from None
 
 
 # --------------------------------------------------------------------------- certs
@@ -165,13 +235,26 @@ def certs_group() -> None:
 
 @certs_group.command("dev-init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Regenerate even if DIR already holds a complete PKI.")
+@click.option("--force", is_flag=True,
+              help="Regenerate even if DIR already holds a complete PKI; write into a non-empty DIR "
+                   "that holds no PKI made here (its README.txt, chain.pem, trust/... are replaced).")
 @click.option("--ocsp-url", help="OCSP URL to embed in the certificates (AIA).")
 @click.option("--crl-url", help="CRL URL to embed in the certificates (CDP).")
 def dev_init_cmd(directory: Path, force: bool, ocsp_url: str | None, crl_url: str | None) -> None:
-    """Create a complete development PKI in DIRECTORY (never for production)."""
+    """Create a complete development PKI in DIRECTORY (never for production).
+
+    An existing PKI made here is kept when complete and current, and otherwise regenerated
+    whole (root CA included), saying why. A non-empty folder that holds no PKI made here is
+    refused unless --force.
+    """
+    foreign = foreign_content(directory)
+    if foreign and not force:
+        shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
+        _fail(f"{directory}: not empty and holds no development PKI made by this tool (no pki.json): {shown}; "
+              "refusing to write there (choose an empty or new folder, or use --force to replace "
+              "README.txt, chain.pem, trust/ and the other PKI entries in it)")
     pki = create_dev_pki(directory, force=force, ocsp_url=ocsp_url, crl_url=crl_url)
-    click.echo(f"{'created' if pki.created else 'kept existing'} development PKI in {directory}")
+    click.echo(_dev_init_outcome(directory, pki, force))
     click.echo(f"  trust anchors : {pki.trust_dir}")
     click.echo(f"  chain         : {pki.chain_path}")
     for code, agency in pki.agencies.items():
@@ -180,3 +263,18 @@ def dev_init_cmd(directory: Path, force: bool, ocsp_url: str | None, crl_url: st
     click.echo(f"  TLS client    : {pki.tls_client.cert_path}")
     click.echo(f"  CRL           : {pki.crl_der_path}")
     click.echo(f"  OCSP responder: {pki.ocsp_responder.cert_path}")
+
+
+def _dev_init_outcome(directory: Path, pki, force: bool) -> str:
+    """One line: created, kept, or regenerated and why (a new root CA: whatever trusted or
+    was signed under the old one no longer verifies), and what of a foreign folder was replaced."""
+    if not pki.created:
+        return f"kept existing development PKI in {directory}"
+    if pki.overwritten:
+        return (f"created development PKI in {directory}, replacing {', '.join(pki.overwritten)} "
+                "that were there (--force)")
+    if pki.regenerated:
+        why = " (--force)" if force else f": {pki.regenerated}"
+        return (f"regenerated the whole development PKI in {directory}{why}; new root CA: copies of the "
+                "old trust anchors, and documents signed under them, no longer verify")
+    return f"created development PKI in {directory}"

@@ -44,7 +44,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -125,6 +125,10 @@ class DevPki:
     ocsp_url: str | None
     crl_url: str | None
     created: bool  # True when this call generated the PKI, False when it loaded an existing one
+    #: why this call replaced a PKI that was already there ("" when there was none, or it was kept)
+    regenerated: str = ""
+    #: entries of a folder that held no PKI made here, replaced by this call's files (force=True)
+    overwritten: tuple[str, ...] = ()
 
     @property
     def chain_path(self) -> Path:
@@ -242,6 +246,9 @@ def create_dev_pki(
     URLs, still valid at `now`, with a CRL not past its nextUpdate, it is loaded and returned
     (`created=False`). Otherwise, or with `force=True`, the PKI files are (re)generated; only the
     entries listed in the module docstring are removed first, nothing else in `directory`.
+    The result says why an existing PKI was replaced (`regenerated`) and which entries of a
+    folder that held no PKI made here were overwritten (`overwritten`); a caller that must not
+    write into someone else's folder asks :func:`foreign_content` first (``certs dev-init`` does).
     """
     directory = Path(directory)
     agencies = dict(DEFAULT_AGENCIES if agencies is None else agencies)
@@ -251,15 +258,44 @@ def create_dev_pki(
     now = _utc(now or dt.datetime.now(dt.timezone.utc))
     params = {"format": MANIFEST_FORMAT, "agencies": agencies,
               "ocsp_url": ocsp_url, "crl_url": crl_url}
-    if not force:
-        existing = _load_if_current(directory, params, now)
+    if force:
+        why = "regeneration was forced" if _is_ours(directory) else ""
+    else:
+        existing, why = _load_if_current(directory, params, now)
         if existing is not None:
             return existing
+    overwritten = tuple(name for name in foreign_content(directory) if name in _OWNED_ENTRIES)
     _generate(directory, agencies, now, ocsp_url, crl_url)
     manifest = dict(params, generated_at=now.isoformat())
     (directory / "pki.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
     pki = _load(directory, agencies, ocsp_url, crl_url, created=True)
-    return pki
+    return replace(pki, regenerated=why, overwritten=overwritten)
+
+
+def foreign_content(directory: Path) -> list[str]:
+    """The entries of `directory` when it is not empty and holds no PKI made here (no
+    readable pki.json of ours); an empty list when it is empty, missing or ours.
+
+    Why: regenerating replaces README.txt, chain.pem, trust/ and the like; in a folder this
+    module did not make, those are someone else's files.
+    """
+    directory = Path(directory)
+    try:
+        names = sorted(entry.name for entry in directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    if not names or _is_ours(directory):
+        return []
+    return names
+
+
+def _is_ours(directory: Path) -> bool:
+    """Whether `directory` holds a manifest written by :func:`create_dev_pki`."""
+    try:
+        manifest = json.loads((directory / "pki.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT
 
 
 # --- generation ---------------------------------------------------------------------------------
@@ -401,42 +437,97 @@ def _readme(agencies: dict[str, str], ocsp_url: str | None, crl_url: str | None)
 
 # --- loading ------------------------------------------------------------------------------------
 
-def _load_if_current(directory: Path, params: dict[str, object], now: dt.datetime) -> DevPki | None:
+class _Unusable(ValueError):
+    """A file of an existing PKI that is missing or damaged; the message names it."""
+
+
+_PARAMETER_NAMES = {"format": "manifest format", "agencies": "agencies", "ocsp_url": "OCSP URL",
+                    "crl_url": "CRL URL"}
+
+
+def _load_if_current(directory: Path, params: dict[str, object],
+                     now: dt.datetime) -> tuple[DevPki | None, str]:
+    """The PKI in `directory` if it can be kept as it is; else None and why not ("" when
+    there is no PKI at all), naming the file or parameter, for the caller to say."""
     manifest_path = directory / "pki.json"
+    if not manifest_path.exists():
+        return None, ""
     try:
         manifest = json.loads(manifest_path.read_text())
-        if {k: manifest.get(k) for k in params} != params:
-            return None
+        if not isinstance(manifest, dict):
+            return None, "pki.json is damaged"
+        differ = [name for key, name in _PARAMETER_NAMES.items() if manifest.get(key) != params[key]]
+        if differ:
+            verb = "differs" if len(differ) == 1 else "differ"
+            return None, f"the {' and '.join(differ)} asked for {verb} from what pki.json records"
         pki = _load(directory, params["agencies"], params["ocsp_url"],  # type: ignore[arg-type]
                     params["crl_url"], created=False)  # type: ignore[arg-type]
         for path in (pki.crl_der_path, pki.crl_pem_path, pki.ocsp_index_path, pki.chain_path,
                      pki.trust_dir / "root-ca.pem", pki.directory / "README.txt"):
             if not path.is_file():
-                return None
+                return None, f"{_relative(path, directory)} is missing"
         for agency in pki.agencies.values():
-            if not (agency.p12_path.is_file() and agency.p12_passphrase_path.is_file()):
-                return None
+            for path in (agency.p12_path, agency.p12_passphrase_path):
+                if not path.is_file():
+                    return None, f"{_relative(path, directory)} is missing"
         current = [pki.root_ca, pki.issuing_ca, pki.tls_server, pki.tls_client,
                    pki.ocsp_responder, *pki.agencies.values()]
+        for cred in [*current, pki.revoked, pki.expired]:
+            problem = _key_problem(cred.key_path)
+            if problem:
+                return None, f"{_relative(cred.key_path, directory)} {problem}"
         for cred in current:
-            if not cred.key_path.is_file():
-                return None
             c = cred.certificate
             if not (c.not_valid_before_utc <= now <= c.not_valid_after_utc):
-                return None
-        next_update = pki.crl().next_update_utc
+                return None, f"{_relative(cred.cert_path, directory)} is not valid now"
+        try:
+            next_update = pki.crl().next_update_utc
+        except ValueError:
+            return None, "crl/issuing-ca.crl is damaged"
         if next_update is None or next_update <= now:
-            return None
-        return pki
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+            return None, "crl/issuing-ca.crl is past its nextUpdate"
+        return pki, ""
+    except _Unusable as exc:
+        return None, str(exc)
+    except OSError as exc:
+        return None, f"{exc.filename or 'a file'} cannot be read ({exc.strerror or exc})"
+    except (ValueError, KeyError, TypeError):
+        return None, "pki.json is damaged"
+
+
+def _key_problem(path: Path) -> str:
+    """Why a private key file of the PKI is unusable ("" if it is not)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "is missing"
+    try:
+        serialization.load_pem_private_key(data, password=None, unsafe_skip_rsa_key_validation=True)
+    except (ValueError, TypeError):
+        return "is damaged (not a readable PEM private key)"
+    return ""
+
+
+def _relative(path: Path, directory: Path) -> str:
+    try:
+        return str(path.relative_to(directory))
+    except ValueError:
+        return str(path)
 
 
 def _load(directory: Path, agencies: dict[str, str], ocsp_url: str | None, crl_url: str | None,
           *, created: bool) -> DevPki:
     def cred(key: str, cert: str) -> Credential:
         path = directory / cert
-        return Credential(directory / key, path, x509.load_pem_x509_certificate(path.read_bytes()))
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise _Unusable(f"{cert} is missing") from None
+        try:
+            certificate = x509.load_pem_x509_certificate(data)
+        except ValueError:
+            raise _Unusable(f"{cert} is damaged (not a readable PEM certificate)") from None
+        return Credential(directory / key, path, certificate)
 
     loaded: dict[str, AgencyCredential] = {}
     for code, name in agencies.items():

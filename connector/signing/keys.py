@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from .dsig import ECDSA_SHA256, RSA_PSS_SHA256, RSA_SHA256
+from .pem import BEGIN, describe_unreadable, positions, unreadable_certificates
 
 __all__ = [
     "ALGORITHMS",
@@ -52,6 +53,7 @@ __all__ = [
     "SecretRef",
     "SigningKey",
     "SoftwareKey",
+    "configuration_field",
     "load_signing_key",
     "raw_to_der",
     "resolve_algorithm",
@@ -197,9 +199,16 @@ def _load_certificates(path: Path, what: str = "certificate file") -> list[x509.
         else:
             certs = [x509.load_der_x509_certificate(data)]
     except ValueError:
+        if BEGIN in data:
+            raise KeySourceError(path, f"{what}: {describe_unreadable(data)}") from None
         raise KeySourceError(path, f"{what} holds no readable X.509 certificate (PEM or DER)") from None
     if not certs:
         raise KeySourceError(path, f"{what} holds no certificate")
+    if data.count(BEGIN) > len(certs):
+        # cryptography passes over a last block cut before its END line: say so, not drop it.
+        total, bad = unreadable_certificates(data)
+        if bad:
+            raise KeySourceError(path, f"{what}: {positions('certificate', bad, total)} cannot be read (damaged or truncated)")
     return certs
 
 
@@ -772,6 +781,19 @@ _PATH_FIELDS = ("key", "cert", "chain", "bundle", "module")
 _WHERE = "signing key configuration"
 
 
+def configuration_field(exc: KeySourceError) -> str | None:
+    """Which field of the configuration mapping an error is about ("" for the mapping as a
+    whole), or None when it is about a file, variable or token the configuration names.
+
+    Why: a caller that read the mapping from a file (``[signing.key]`` of a TOML file) can
+    then name the file and the key instead of "signing key configuration".
+    """
+    if exc.source == _WHERE:
+        return ""
+    prefix = f"{_WHERE}: "
+    return exc.source[len(prefix):] if exc.source.startswith(prefix) else None
+
+
 def load_signing_key(spec: Mapping[str, Any], *, base_dir: str | Path | None = None) -> SigningKey:
     """Build a key source from a configuration mapping.
 
@@ -788,7 +810,7 @@ def load_signing_key(spec: Mapping[str, Any], *, base_dir: str | Path | None = N
         raise KeySourceError(_WHERE, "must be a mapping with a 'type'")
     kind = spec.get("type")
     if kind not in _FIELDS:
-        raise KeySourceError(_WHERE, f"type must be one of {', '.join(_FIELDS)} (got {kind!r})")
+        raise KeySourceError(f"{_WHERE}: type", f"must be one of {', '.join(_FIELDS)} (got {kind!r})")
     required, allowed = _FIELDS[kind]
     fields = {k: v for k, v in spec.items() if k != "type" and v is not None}
     unknown = sorted(set(fields) - allowed)

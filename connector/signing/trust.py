@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ from cryptography.x509.verification import (
     Store,
     VerificationError,
 )
+
+from .pem import describe_unreadable
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,7 @@ class TrustStore:
 
     anchors: tuple[x509.Certificate, ...]
     skipped: tuple[SkippedFile, ...] = ()
+    source: str = ""  # the folder the anchors were read from, for messages ("" if none)
 
     @classmethod
     def from_certificates(cls, certs: Iterable[x509.Certificate]) -> TrustStore:
@@ -113,8 +117,9 @@ class TrustStore:
         """Load every certificate file (PEM, possibly several per file, or DER) in `directory`.
 
         Files that hold no certificate, or a non-CA certificate, are skipped; each is recorded in
-        `skipped` with a reason naming the file, and logged as a warning. Hidden files and notes
-        (`.md`, `.txt`) are ignored.
+        `skipped` with a reason naming the file, and logged as a warning (a symbolic link to a
+        missing file too: it is an anchor the operator meant to trust). Hidden files, notes
+        (`.md`, `.txt`) and folders are ignored.
         """
         directory = Path(directory)
         if not directory.is_dir():
@@ -122,15 +127,21 @@ class TrustStore:
         certs: list[x509.Certificate] = []
         skipped: list[SkippedFile] = []
         for path in sorted(directory.iterdir()):
-            if path.name.startswith(".") or not path.is_file() or path.suffix.lower() in (".md", ".txt"):
+            if path.name.startswith(".") or path.suffix.lower() in (".md", ".txt"):
                 continue  # hidden files and notes (README) are not candidates
-            found, problem = _read_anchor_file(path)
+            if path.is_file():
+                found, problem = _read_anchor_file(path)
+            elif path.is_symlink() and not path.exists():
+                found, problem = [], f"unreadable: a symbolic link to {os.readlink(path)}, which does not exist"
+            else:
+                continue  # folders, devices
+
             if problem:
                 skipped.append(SkippedFile(path, problem))
                 log.warning("trust store: skipped %s: %s", path, problem)
             certs.extend(found)
         store = cls.from_certificates(certs)
-        return cls(store.anchors, tuple(skipped))
+        return cls(store.anchors, tuple(skipped), str(directory))
 
     def __len__(self) -> int:
         return len(self.anchors)
@@ -174,7 +185,7 @@ def validate_chain(
 def _validate(leaf: x509.Certificate, intermediates: list[x509.Certificate], at: dt.datetime,
               store: TrustStore, allow_weak: bool) -> ChainResult:
     if not store.anchors:
-        return _result(leaf, "untrusted", "the trust store holds no anchor")
+        return _result(leaf, "untrusted", _no_anchor(store))
     path, problem = _build_path(leaf, intermediates, store.anchors)
     if path is None:
         return _result(leaf, "untrusted", problem)
@@ -394,7 +405,19 @@ def pss_parameters(algorithm_oid: ObjectIdentifier,
 
 # --- small helpers ------------------------------------------------------------------------------
 
+def _no_anchor(store: TrustStore) -> str:
+    """Why an empty store trusts nothing, naming its folder and the files it skipped."""
+    if not store.source:
+        return "the trust store holds no anchor"
+    reason = f"no trust anchor (*.pem) in {store.source}"
+    if store.skipped:
+        reason += " (skipped: " + "; ".join(f"{s.path.name}: {s.reason}" for s in store.skipped) + ")"
+    return reason
+
+
 def _read_anchor_file(path: Path) -> tuple[list[x509.Certificate], str]:
+    """The CA certificates of one file, and why any of it was not usable ("" if all was).
+    The reasons are the module's own words, never the parser's internals."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -406,8 +429,10 @@ def _read_anchor_file(path: Path) -> tuple[list[x509.Certificate], str]:
             certs = [x509.load_der_x509_certificate(data)]
         else:
             return [], "not a certificate file (expected PEM, or DER named .cer/.crt/.der)"
-    except ValueError as exc:
-        return [], f"no certificate could be read: {exc}"
+    except ValueError:
+        if b"-----BEGIN" in data:
+            return [], describe_unreadable(data)
+        return [], "not a PEM certificate (no -----BEGIN CERTIFICATE----- line), nor a DER one"
     usable, problems = [], []
     for cert in certs:
         try:

@@ -143,10 +143,11 @@ class _Examiner:
     depend on: the first problem found is the one reported.
     """
 
-    __slots__ = ("early", "facts", "method", "signed_info", "signing_time", "stream", "value", "weak")
+    __slots__ = ("damaged", "early", "facts", "method", "signed_info", "signing_time", "stream", "value", "weak")
 
     def __init__(self) -> None:
         self.early: Verdict | None = None
+        self.damaged: str = ""  # which KeyInfo certificates cannot be read, in words
         self.signed_info: bytes = b""
         self.method: str = ""
         self.value: bytes = b""
@@ -184,10 +185,12 @@ class _Examiner:
         else:
             signed_infos, values, texts = shaped.signature_children
         facts = self.facts = _certificates(texts)
+        if len(facts) != len(texts):
+            self.damaged = _damaged(texts)
         if not facts:
             # As producers send today: digest and value copied between documents, the
             # certificate truncated. Nothing can be verified, so nothing is claimed.
-            raise _Refused("placeholder", "no usable X509Certificate in KeyInfo (missing or truncated)")
+            raise _Refused("placeholder", _no_usable_certificate(self.damaged))
         signed_info = _only(signed_infos, "SignedInfo", "Signature")
         if shaped is None:
             c14n_methods, signature_methods, references = _signed_info_children(signed_info)
@@ -304,22 +307,30 @@ class _Examiner:
         self, trust: TrustOptions, at: dt.datetime | None, *, sender: str | None = None, allow_weak: bool = False
     ) -> Verdict:
         if self.early is not None:
+            if self.damaged and self.damaged not in self.early.reason:
+                _note_damaged(self.early, self.damaged)
             return self.early
         facts = self.facts
         if not facts:
-            return Verdict("placeholder", "no usable X509Certificate in KeyInfo (missing or truncated)")
+            return Verdict("placeholder", _no_usable_certificate(self.damaged))
         method, value, signed_info = self.method, self.value, self.signed_info
         for signer in facts:
             if _verifies(signer, method, value, signed_info):
                 break
         else:
-            return self._about(Verdict("invalid", "signature value mismatch: SignedInfo was altered or signed by another key"), facts[0])
+            mismatch = Verdict("invalid", "signature value mismatch: SignedInfo was altered or signed by another key")
+            if self.damaged:
+                return self._damaged_mismatch(mismatch)
+            return self._about(mismatch, facts[0])
         weak = self.weak
         bits = signer.rsa_bits
         if bits is not None and bits < MIN_RSA_BITS:
             weak = [*weak, f"RSA key of {bits} bits"]
         if weak and not allow_weak:
-            return self._about(Verdict("invalid", f"weak algorithm refused: {', '.join(weak)} (allow per sender to accept)"), signer)
+            refused = self._about(Verdict("invalid", f"weak algorithm refused: {', '.join(weak)} (allow per sender to accept)"), signer)
+            if self.damaged:
+                _note_damaged(refused, self.damaged)
+            return refused
         moment = at or _now(_UTC)
         chain = signer.chain_among(facts, moment, trust.store, allow_weak)
         warnings = [f"accepted weak: {w}" for w in weak] if weak else []
@@ -342,7 +353,21 @@ class _Examiner:
         elif trust.revocation is not None and len(chain.chain) > 1:
             self._apply_revocation(verdict, trust.revocation, signer.cert, chain.chain[1], moment)
         self._bind_sender(verdict, signer, sender)
+        if self.damaged:
+            _note_damaged(verdict, self.damaged)
         return verdict
+
+    def _damaged_mismatch(self, verdict: Verdict) -> Verdict:
+        """A mismatch when some KeyInfo certificate cannot be read: said in the reason. When
+        the first one (the signer's, by convention) is among them, no readable certificate
+        is named as the signer: it would be a CA that merely accompanied the damaged one."""
+        verdict.reason += f"; {self.damaged}"
+        if self.damaged.startswith(_FIRST_DAMAGED):
+            verdict.reason += ", so the signer is unknown"
+            verdict.signing_time = self.signing_time
+            verdict.algorithm = self.method
+            return verdict
+        return self._about(verdict, self.facts[0])
 
     def _bind_sender(self, verdict: Verdict, signer: _Cert, sender: str | None) -> None:
         """A certificate that names an agency must name the sender; one that names none is noted."""
@@ -359,7 +384,9 @@ class _Examiner:
         if result.status == "revoked":
             verdict.status, verdict.reason = "revoked", f"certificate revoked: {result.detail}"
         elif not result.ok:
-            verdict.status, verdict.reason = "untrusted", f"revocation status unavailable: {result.detail}"
+            # An "unavailable" detail says so itself; an "unknown" one names who does not know.
+            detail = result.detail if result.status == "unavailable" else f"revocation status unavailable: {result.detail}"
+            verdict.status, verdict.reason = "untrusted", detail
 
     def _about(self, verdict: Verdict, cert: _Cert) -> Verdict:
         verdict.signer_subject, verdict.signer_issuer, verdict.signer_serial = cert.identity
@@ -772,6 +799,33 @@ def _without(element: etree._Element, compute):
                 parent.text = before or None
         element.tail = tail
         parent.insert(index, element)
+
+
+_FIRST_DAMAGED = ("KeyInfo certificate 1 of", "KeyInfo certificates 1,")
+
+
+def _damaged(texts: list) -> str:
+    """Which X509Certificate texts do not give a usable certificate, in words ("KeyInfo
+    certificate 1 of 2 cannot be read (damaged or truncated)"). Only called when some do not."""
+    bad = [str(i) for i, text in enumerate(texts, start=1) if _certificate_of(text) is None]
+    noun = "KeyInfo certificate" if len(bad) == 1 else "KeyInfo certificates"
+    return f"{noun} {', '.join(bad)} of {len(texts)} cannot be read (damaged or truncated)"
+
+
+def _no_usable_certificate(damaged: str) -> str:
+    """The placeholder reason: no certificate at all, or which ones cannot be read."""
+    if damaged:
+        return f"no usable X509Certificate in KeyInfo: {damaged}"
+    return "no usable X509Certificate in KeyInfo (missing or truncated)"
+
+
+def _note_damaged(verdict: Verdict, damaged: str) -> None:
+    """Say that some KeyInfo certificate cannot be read: in the reason of a refusal, as a
+    warning on a valid signature (the signer's own certificate was read)."""
+    if verdict.status == "valid":
+        verdict.warnings.append(damaged)
+    else:
+        verdict.reason += f"; {damaged}"
 
 
 def _certificates(texts: list) -> list[_Cert]:

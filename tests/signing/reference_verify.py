@@ -11,7 +11,11 @@ whose DER declares an unknown X.509 version (cryptography raises ``InvalidVersio
 ``ValueError``) is an unusable certificate, like any other undecodable one; (2) so is one
 whose key, names or validity do not decode (a damaged copy, an unknown key type), found
 when it is loaded instead of when the verdict reads it; (3) content libxml2 cannot
-canonicalize (a relative namespace URI) is refused as ``invalid``.
+canonicalize (a relative namespace URI) is refused as ``invalid``. Two later changes to the
+verdict's words were made to both too: (4) a KeyInfo certificate that cannot be read is named
+by its position (``verdict`` wraps the original, renamed ``_verdict``), and a mismatch then
+names no signer when the first one is among them; (5) an "unavailable" revocation detail is
+not prefixed a second time with "revocation status unavailable".
 
 The original module docstring follows.
 
@@ -160,6 +164,8 @@ class _Examiner:
         self.signing_time: dt.datetime | None = None
         self.weak: list[str] = []
         self.stream: StreamingCanonicalizer | None = None
+        self.damaged: str = ""  # change 4
+        self.damaged_first = False
 
     def __call__(self, root: etree._Element) -> None:
         try:
@@ -180,10 +186,13 @@ class _Examiner:
         signature = signatures[0]
         _check_place(signature)
         self.facts = _certificates(signature)
+        self.damaged, self.damaged_first = _damaged(signature)  # change 4
         self.certificates = [f.cert for f in self.facts]
         if not self.facts:
             # As producers send today: digest and value copied between documents, the
             # certificate truncated. Nothing can be verified, so nothing is claimed.
+            if self.damaged:  # change 4
+                raise _Refused("placeholder", f"no usable X509Certificate in KeyInfo: {self.damaged}")
             raise _Refused("placeholder", "no usable X509Certificate in KeyInfo (missing or truncated)")
         signed_info = _one(signature, "SignedInfo")
         c14n_uri = _algorithm(_one(signed_info, "CanonicalizationMethod"))
@@ -269,6 +278,23 @@ class _Examiner:
     def verdict(
         self, trust: TrustOptions, at: dt.datetime | None, *, sender: str | None = None, allow_weak: bool = False
     ) -> Verdict:
+        """Change 4: the verdict as before, then which KeyInfo certificates cannot be read."""
+        verdict = self._verdict(trust, at, sender=sender, allow_weak=allow_weak)
+        damaged = self.damaged
+        if not damaged or damaged in verdict.reason:
+            return verdict
+        if verdict.status == "valid":
+            verdict.warnings.append(damaged)
+        else:
+            verdict.reason += f"; {damaged}"
+            if verdict.reason.startswith("signature value mismatch") and self.damaged_first:
+                verdict.reason += ", so the signer is unknown"
+                verdict.signer_subject = verdict.signer_issuer = verdict.signer_serial = None
+        return verdict
+
+    def _verdict(
+        self, trust: TrustOptions, at: dt.datetime | None, *, sender: str | None = None, allow_weak: bool = False
+    ) -> Verdict:
         if self.early is not None:
             return self.early
         if not self.facts:
@@ -315,8 +341,9 @@ class _Examiner:
         verdict.warnings.extend(result.warnings)
         if result.status == "revoked":
             verdict.status, verdict.reason = "revoked", f"certificate revoked: {result.detail}"
-        elif not result.ok:
-            verdict.status, verdict.reason = "untrusted", f"revocation status unavailable: {result.detail}"
+        elif not result.ok:  # change 5: an "unavailable" detail says so itself
+            detail = result.detail if result.status == "unavailable" else f"revocation status unavailable: {result.detail}"
+            verdict.status, verdict.reason = "untrusted", detail
 
     def _about(self, verdict: Verdict, cert: _Cert) -> Verdict:
         verdict.signer_subject, verdict.signer_issuer, verdict.signer_serial = cert.identity
@@ -505,6 +532,18 @@ def _certificates(signature: etree._Element) -> list[_Cert]:
                 if certificate is not None:
                     certificates.append(certificate)
     return certificates
+
+
+def _damaged(signature: etree._Element) -> tuple[str, bool]:
+    """Change 4: which X509Certificate elements do not give a usable certificate, in words,
+    and whether the first one is among them."""
+    texts = [_text(e) for k in signature.iterchildren(_KEY_INFO) for d in k.iterchildren(_X509_DATA)
+             for e in d.iterchildren(_X509_CERTIFICATE)]
+    bad = [i for i, text in enumerate(texts, start=1) if _certificate(text) is None]
+    if not bad:
+        return "", False
+    noun = "KeyInfo certificate" if len(bad) == 1 else "KeyInfo certificates"
+    return f"{noun} {', '.join(map(str, bad))} of {len(texts)} cannot be read (damaged or truncated)", bad[0] == 1
 
 
 @lru_cache(maxsize=256)

@@ -169,12 +169,15 @@ def test_idempotent_load_and_forced_regeneration(small_pki_dir: Path) -> None:
 
     # What makes an existing PKI unusable, checked without paying for another generation:
     params = {"format": 1, "agencies": one, "ocsp_url": None, "crl_url": None}
-    assert _load_if_current(small_pki_dir, params, NOW) is not None
-    assert _load_if_current(small_pki_dir, {**params, "ocsp_url": "http://x/ocsp"}, NOW) is None
-    assert _load_if_current(small_pki_dir, {**params, "agencies": DEFAULT_AGENCIES}, NOW) is None
-    assert _load_if_current(small_pki_dir, params, NOW + dt.timedelta(days=45)) is None  # CRL
+    # Each answer is (the PKI or None, why not), the reason naming the file or parameter.
+    assert _load_if_current(small_pki_dir, params, NOW)[0] is not None
+    assert _load_if_current(small_pki_dir, {**params, "ocsp_url": "http://x/ocsp"}, NOW) == (
+        None, "the OCSP URL asked for differs from what pki.json records")
+    assert _load_if_current(small_pki_dir, {**params, "agencies": DEFAULT_AGENCIES}, NOW)[0] is None
+    assert _load_if_current(small_pki_dir, params, NOW + dt.timedelta(days=45)) == (  # CRL
+        None, "crl/issuing-ca.crl is past its nextUpdate")
     (small_pki_dir / "agencies" / "000.00.00.H41" / "key.pem").unlink()
-    assert _load_if_current(small_pki_dir, params, NOW) is None
+    assert _load_if_current(small_pki_dir, params, NOW) == (None, "agencies/000.00.00.H41/key.pem is missing")
 
 
 def test_refuses_agency_codes_that_are_not_folder_names(small_pki_dir: Path) -> None:

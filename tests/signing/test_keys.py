@@ -328,7 +328,7 @@ def test_secret_ref_missing_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def test_config_errors() -> None:
-    with pytest.raises(KeySourceError, match="type must be one of"):
+    with pytest.raises(KeySourceError, match="type: must be one of"):
         load_signing_key({"type": "jks"})
     with pytest.raises(KeySourceError, match="unknown field.*passpharse"):
         load_signing_key({"type": "pem", "key": "k", "cert": "c", "passpharse": "env:X"})
