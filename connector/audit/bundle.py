@@ -47,7 +47,7 @@ from ..store.evidence import EvidenceStore
 from . import standalone
 from .log import AuditError
 from .reader import LogReader, LogReadError
-from .records import Batch
+from .records import Batch, FieldDecoder, describe_value
 from .seal import OPENSSL_OPTIONS, load_pem_chain
 from .standalone import entry_line, format_time, parse_time
 from .tsa import wrap_token
@@ -438,7 +438,7 @@ def _verify_dir(root: Path, report: VerifyReport, tsa_ca: Sequence[x509.Certific
     actual = {name: standalone.sha256_file(root / name) for name in present}
     manifest = _read_manifest(root, report)
     listed = _read_sums(root, report)
-    files: dict[str, str] = manifest.get("files", {}) if isinstance(manifest.get("files"), dict) else {}
+    files: dict[str, str] = manifest.get("files", {})
     for name in present:
         if name == "SHA256SUMS":
             continue
@@ -467,13 +467,17 @@ def _verify_dir(root: Path, report: VerifyReport, tsa_ca: Sequence[x509.Certific
     if ca and not tsa_ca:
         report.notes.append("time-stamps were checked against the TSA CA certificates included in the bundle "
                             "(certs/tsa-ca-*.pem); compare their fingerprints with the TSA's published ones")
-    for record in manifest.get("batches", []):
+    for number, record in enumerate(manifest.get("batches", []), 1):
         report.batches += 1
+        problem = _batch_record_problem(record, number)
+        if problem is not None:
+            if not standalone.batch_record_problem(record):  # else check_bundle_dir reported it
+                report.add("bundle file manifest.json", problem)
+            continue
         try:
             batch, signature, statement = _bundle_batch(root, record)
-        except (KeyError, TypeError, ValueError, OSError, UnicodeDecodeError) as exc:
-            label = record.get("id") if isinstance(record, dict) else "?"
-            report.add("bundle file manifest.json", f"batch {label} cannot be read: {exc}")
+        except (OSError, ValueError) as exc:  # a named file is missing, outside the bundle or not text
+            report.add("bundle file manifest.json", f"batch {record['id']} cannot be read: {exc}")
             continue
         stamp = record.get("timestamp_token")
         check_batch(batch, f"bundle file {record['signature']}", report, tsa_ca=ca or None, trust=trust,
@@ -494,7 +498,70 @@ def _read_manifest(root: Path, report: VerifyReport) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         report.add("bundle file manifest.json", "is not an edoc-connector audit bundle manifest")
         return {}
+    for name, problem in _manifest_problems(manifest):
+        if name not in _CHECKED_BY_STANDALONE:  # those it reports itself
+            report.add("bundle file manifest.json", problem)
+        manifest[name] = _MANIFEST_FALLBACK.get(name)  # go on without the unreadable field
     return manifest
+
+
+#: Manifest fields tools/check_log.py (``check_bundle_dir``) checks and reports.
+_CHECKED_BY_STANDALONE = ("batches", "selected_entries")
+
+
+#: What the checks use in place of an unreadable manifest field (reported).
+_MANIFEST_FALLBACK: dict[str, Any] = {"batches": [], "files": {}, "selected_entries": []}
+_BATCH_TEXT = ("statement", "signature", "signer_certificate", "public_key", "algorithm")
+_BATCH_OPTIONAL_TEXT = ("signer_chain", "timestamp_token")
+
+
+def _manifest_problems(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, problem) for each top-level manifest field of the wrong type or form."""
+    found: list[tuple[str, str]] = []
+
+    def bad(name: str, expected: str) -> None:
+        shown = describe_value(manifest[name]) if name in manifest else "missing"
+        found.append((name, f"field {name} is {shown}, not {expected}"))
+
+    if manifest.get("version") != BUNDLE_VERSION or isinstance(manifest.get("version"), bool):
+        bad("version", f"{BUNDLE_VERSION} (the bundle format this connector writes)")
+    created = manifest.get("created")
+    if not isinstance(created, str) or not standalone.is_time(created):
+        bad("created", "a UTC time like 2026-01-31T08:00:00.000000Z")
+    if not isinstance(manifest.get("selection"), dict):
+        bad("selection", "an object")
+    selected = manifest.get("selected_entries")
+    if not isinstance(selected, list) or not all(standalone.is_seq(s) for s in selected):
+        bad("selected_entries", "a list of entry seq numbers")
+    entries = manifest.get("entries")
+    if not isinstance(entries, int) or isinstance(entries, bool) or entries < 0:
+        bad("entries", "a number of entries")
+    if not isinstance(manifest.get("batches"), list):
+        bad("batches", "a list of batch records")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(d, str) and standalone.is_digest(d) for d in files.values()):
+        bad("files", "an object of file names and their lowercase hex SHA-256")
+    return found
+
+
+def _batch_record_problem(record: Any, number: int) -> str | None:
+    """Why the ``number``-th batch record of the manifest cannot be used, or None."""
+    if not isinstance(record, dict):
+        return f"batch record {number} is not an object"
+    f = FieldDecoder(record)
+    for name in ("id", "first_seq", "last_seq"):
+        f.integer(name)
+    f.digest("merkle_root")
+    if not isinstance(record.get("sealed_at"), str) or not standalone.is_time(record["sealed_at"]):
+        f.fail("sealed_at", "a UTC time like 2026-01-31T08:00:00.000000Z")
+    for name in _BATCH_TEXT:
+        f.text(name, required=True)
+    for name in _BATCH_OPTIONAL_TEXT:
+        f.text(name, required=False)
+    if not f.problems:
+        return None
+    label = record["id"] if "id" not in f.bad else number
+    return f"batch {label}: {'; '.join(f.problems)}"
 
 
 def _read_sums(root: Path, report: VerifyReport) -> dict[str, tuple[str, int]]:
@@ -536,8 +603,8 @@ def _bundle_batch(root: Path, record: dict[str, Any]) -> tuple[Batch, bytes, byt
     if record.get("signer_chain"):
         cert_pem += read(record["signer_chain"]).decode("ascii")
     token = read(record["timestamp_token"]) if record.get("timestamp_token") else None
-    batch = Batch(int(record["id"]), int(record["first_seq"]), int(record["last_seq"]), str(record["merkle_root"]),
-                  signature, cert_pem, str(record["algorithm"]), token, parse_time(record["sealed_at"]))
+    batch = Batch(record["id"], record["first_seq"], record["last_seq"], record["merkle_root"],
+                  signature, cert_pem, record["algorithm"], token, parse_time(record["sealed_at"]))
     return batch, signature, statement
 
 

@@ -215,7 +215,10 @@ def verify_cmd(ctx: click.Context, since: str | None, until: str | None, tsa_ca:
     evidence = _ReadOnlyEvidence(settings.evidence)  # type: ignore[arg-type]
     with _database(settings.database) as engine:  # type: ignore[arg-type]
         try:
-            total = LogReader(engine, settings.archive_dir).count()
+            try:
+                total = LogReader(engine, settings.archive_dir).count()
+            except LogReadError:
+                total = 0  # an unreadable archive record: verify_log reports it
             with _progress(total) as tick:
                 report = verify_log(engine, evidence, since=start, until=stop, archive_dir=settings.archive_dir,
                                     tsa_ca=ca, trust=trust, require_timestamps=require_timestamps, progress=tick)

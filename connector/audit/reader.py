@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .archive import ArchiveItem, read_archive
-from .records import Batch, batch_from_row, entry_fields, utc
+from .records import Batch, DamagedBatch, FieldDecoder, RecordError, batch_from_row, decode_entry
 from .standalone import parse_time
 from .tables import audit_archives, audit_batches, audit_entries
 
@@ -60,12 +60,9 @@ class LogReader:
     def archives(self) -> list[ArchiveRow]:
         if self._archives is None:
             with self.engine.connect() as conn:
-                rows = conn.execute(sa.select(audit_archives).order_by(audit_archives.c.first_seq,
-                                                                        audit_archives.c.id)).mappings().all()
-            self._archives = [ArchiveRow(
-                int(r["id"]), r["path"], r["sha256"], r["prev_archive_sha256"], int(r["first_seq"]),
-                int(r["last_seq"]), r["last_entry_hash"], int(r["last_batch_id"]), utc(r["first_at"]),
-                utc(r["last_at"]), utc(r["created"])) for r in rows]
+                rows = conn.execute(sa.select(*_raw(audit_archives)).order_by(
+                    audit_archives.c.first_seq, audit_archives.c.id)).mappings().all()
+            self._archives = [_archive_row(r) for r in rows]
         return self._archives
 
     def archive_path(self, row: ArchiveRow) -> Path:
@@ -101,7 +98,17 @@ class LogReader:
 
     def database_entries(self, lo: int | None = None, hi: int | None = None,
                          where: Any = None) -> Iterator[tuple[dict[str, Any], str]]:
-        query = sa.select(audit_entries).order_by(audit_entries.c.seq)
+        """(fields, where) from the database; LogReadError when a field cannot be decoded."""
+        for fields, place, error in self.scan_database(lo, hi, where):
+            if error is not None:
+                raise LogReadError(place, f"{error}; run 'audit verify'")
+            yield fields, place
+
+    def scan_database(self, lo: int | None = None, hi: int | None = None,
+                      where: Any = None) -> Iterator[tuple[dict[str, Any], str, RecordError | None]]:
+        """(fields, where, error) from the database, each field checked as it is decoded: for an
+        entry with unreadable fields, ``error`` names them and they are None in ``fields``."""
+        query = sa.select(*_raw(audit_entries)).order_by(audit_entries.c.seq)
         if lo is not None:
             query = query.where(audit_entries.c.seq >= lo)
         if hi is not None:
@@ -111,12 +118,25 @@ class LogReader:
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=1000).execute(query).mappings()
             for row in result:
-                yield entry_fields(row), DATABASE
+                fields, error = decode_entry(row)
+                yield fields, DATABASE, error
 
     def batches(self, lo: int | None = None, hi: int | None = None, *,
                 strict: bool = True) -> list[tuple[Batch, str]]:
-        """(batch, where) for batches overlapping lo..hi, archived ones first."""
+        """(batch, where) for batches overlapping lo..hi, archived ones first (LogReadError
+        when an archive line or a database field cannot be read)."""
         found: list[tuple[Batch, str]] = []
+        for batch, where in self.batch_records(lo, hi, strict=strict):
+            if isinstance(batch, DamagedBatch):
+                raise LogReadError(where, f"{batch.error}; run 'audit verify'")
+            found.append((batch, where))
+        return found
+
+    def batch_records(self, lo: int | None = None, hi: int | None = None, *,
+                      strict: bool = True) -> list[tuple[Batch | DamagedBatch, str]]:
+        """Like :meth:`batches`, but a database batch with unreadable fields comes back as a
+        :class:`DamagedBatch` (for ``verify``, which reports it and goes on)."""
+        found: list[tuple[Batch | DamagedBatch, str]] = []
         for row in self.archives():
             if (hi is not None and row.first_seq > hi) or (lo is not None and row.last_seq < lo):
                 continue
@@ -125,14 +145,18 @@ class LogReader:
             for item in items:
                 if item.kind == "batch" and _overlaps(item.value, lo, hi):
                     found.append((item.value, f"archive file {path} line {item.line}"))
-        query = sa.select(audit_batches).order_by(audit_batches.c.first_seq)
-        if lo is not None:
-            query = query.where(audit_batches.c.last_seq >= lo)
-        if hi is not None:
-            query = query.where(audit_batches.c.first_seq <= hi)
+        # Filtered here, not in SQL: a range edited into text would compare as no number does,
+        # and the damaged batch must be reported rather than silently left out.
+        query = sa.select(*_raw(audit_batches)).order_by(audit_batches.c.first_seq)
         with self.engine.connect() as conn:
             for row in conn.execute(query).mappings():
-                found.append((batch_from_row(row), f"{DATABASE} (audit_batches id {row['id']})"))
+                where = f"{DATABASE} (audit_batches id {row['id']})"
+                try:
+                    batch: Batch | DamagedBatch = batch_from_row(row)
+                except RecordError as exc:
+                    batch = DamagedBatch.from_error(exc)
+                if batch.first_seq is None or batch.last_seq is None or _overlaps(batch, lo, hi):
+                    found.append((batch, where))
         return found
 
     def count(self, lo: int | None = None, hi: int | None = None) -> int:
@@ -194,6 +218,29 @@ class LogReader:
         return (archives[-1].last_seq, archives[-1].last_entry_hash) if archives else None
 
 
+def _raw(table: sa.Table) -> list[Any]:
+    """The table's columns as the driver returns them (no SQLAlchemy conversion), so that a
+    value of the wrong type is decoded, and reported, by :mod:`.records` instead of raising
+    inside SQLAlchemy."""
+    return [sa.type_coerce(column, sa.types.NullType()).label(column.name) for column in table.columns]
+
+
+def _archive_row(row: Any) -> ArchiveRow:
+    """An ``audit_archives`` row, each field checked; LogReadError names the unreadable ones."""
+    f = FieldDecoder(row)
+    ints = {name: f.integer(name) for name in ("id", "first_seq", "last_seq", "last_batch_id")}
+    path = f.text("path", required=True)
+    digests = {name: f.digest(name, required=name != "prev_archive_sha256")
+               for name in ("sha256", "prev_archive_sha256", "last_entry_hash")}
+    times = {name: f.time(name) for name in ("first_at", "last_at", "created")}
+    if f.problems:
+        raise LogReadError(f"{DATABASE} (audit_archives id {row['id']})",
+                           f"archive record: {'; '.join(f.problems)} (a field of this record was altered)")
+    return ArchiveRow(ints["id"], path, digests["sha256"], digests["prev_archive_sha256"],  # type: ignore[arg-type]
+                      ints["first_seq"], ints["last_seq"], digests["last_entry_hash"],  # type: ignore[arg-type]
+                      ints["last_batch_id"], times["first_at"], times["last_at"], times["created"])  # type: ignore[arg-type]
+
+
 def _lenient(reader: LogReader, row: ArchiveRow) -> Iterator[ArchiveItem]:
     try:
         yield from reader.archive_items(row)
@@ -205,7 +252,7 @@ def _inside(seq: int, lo: int | None, hi: int | None) -> bool:
     return (lo is None or seq >= lo) and (hi is None or seq <= hi)
 
 
-def _overlaps(batch: Batch, lo: int | None, hi: int | None) -> bool:
+def _overlaps(batch: Any, lo: int | None, hi: int | None) -> bool:
     return (lo is None or batch.last_seq >= lo) and (hi is None or batch.first_seq <= hi)
 
 

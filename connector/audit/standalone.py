@@ -76,6 +76,27 @@ def parse_time(text: str) -> _dt.datetime:
     return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_UTC)
 
 
+def is_time(value: Any) -> bool:
+    """True for ``at`` as hashed (see :func:`format_time`)."""
+    if not isinstance(value, str) or not _AT.match(value):
+        return False
+    try:
+        parse_time(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_seq(value: Any) -> bool:
+    """True for a seq number (or batch number): a positive integer."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def is_digest(value: Any) -> bool:
+    """True for a lowercase hex SHA-256."""
+    return isinstance(value, str) and bool(_HEX64.match(value))
+
+
 def entry_hash(fields: dict[str, Any]) -> str:
     """The SHA-256 (hex) of an entry's canonical form; ``fields`` holds at least ENTRY_FIELDS."""
     record = {"v": FORMAT_VERSION}
@@ -183,11 +204,12 @@ class ChainChecker:
     """
 
     def __init__(self, batches: Iterable[BatchRef], report: Report, *, segments: bool = False,
-                 start_seq: int | None = None) -> None:
+                 start_seq: int | None = None, quiet_unbatched: bool = False) -> None:
         self.batches = sorted(batches, key=lambda b: (b.first_seq, b.last_seq))
         self._starts = [b.first_seq for b in self.batches]
         self.report = report
         self.segments = segments
+        self.quiet_unbatched = quiet_unbatched  # a batch record was unusable (and reported)
         self.prev: tuple[int, str, str] | None = None
         self.entries = 0
         self.unsealed: list[int] = []
@@ -241,7 +263,7 @@ class ChainChecker:
             self.report(batch.where, f"{batch.label}: the log ends at seq {self.last_seq_seen}; entries "
                                      f"{self.last_seq_seen + 1}..{batch.last_seq} are missing (log truncated)")
         root = merkle_root(batch.leaves)
-        if root != batch.merkle_root:
+        if batch.merkle_root is not None and root != batch.merkle_root:  # None: unreadable, reported
             self.report(batch.where, f"{batch.label}: the Merkle root of its {len(batch.leaves)} entries "
                                      f"(expected {expected}) does not match the sealed root: an entry in "
                                      f"seq {batch.first_seq}..{batch.last_seq} was altered, removed or added")
@@ -258,12 +280,15 @@ class ChainChecker:
         """The entry just before the first one fed (checking a window of the log)."""
         self.prev = (seq, stored_hash, where)
 
-    def feed(self, fields: dict[str, Any], where: str) -> None:
-        """Check one entry (already shape-checked by :func:`parse_entry` or read from the DB)."""
+    def feed(self, fields: dict[str, Any], where: str, *, check_hash: bool = True) -> None:
+        """Check one entry (already shape-checked by :func:`parse_entry` or read from the DB).
+
+        ``check_hash=False``: some fields could not be read (reported by the caller, and None
+        here), so the entry is only placed in the chain and its batch."""
         self.entries += 1
         seq = fields["seq"]
         stored = fields["entry_hash"]
-        if entry_hash(fields) != stored:
+        if check_hash and entry_hash(fields) != stored:
             self.report(where, f"entry seq {seq} ({fields.get('event')}): its content does not match "
                                f"its entry_hash (a field of this entry was altered)")
         prev = self.prev
@@ -281,7 +306,7 @@ class ChainChecker:
             if not (self.segments and self._between_batches(prev[0], seq)):
                 self.report(where, f"entries {prev[0] + 1}..{seq - 1} are missing before entry seq {seq} "
                                    f"(removed from the log)")
-        elif fields["prev_hash"] != prev[1]:
+        elif fields["prev_hash"] is not None and prev[1] is not None and fields["prev_hash"] != prev[1]:
             self.report(where, f"entry seq {seq}: prev_hash does not match the hash of entry seq {prev[0]} "
                                f"(at {prev[2]}): the chain is broken here")
         self.last_seq_seen = max(self.last_seq_seen, seq)
@@ -292,12 +317,12 @@ class ChainChecker:
         if batch is not None:
             if batch.done:
                 return  # already reported as out of order
-            batch.leaves.append(_leaf(stored))
+            batch.leaves.append(_leaf(stored or ""))
         elif self.batches and seq < self.batches[-1].last_seq:
-            if self.segments:
+            if self.segments and not self.quiet_unbatched:
                 self.report(where, f"entry seq {seq} is in no batch of the bundle")
             # else: the gap in the batches' ranges is reported once by _check_coverage
-        elif self.segments:
+        elif self.segments and not self.quiet_unbatched:
             self.report(where, f"entry seq {seq} is in no batch of the bundle")
         else:
             self.unsealed.append(seq)
@@ -335,18 +360,22 @@ def check_bundle_dir(root: Path, report: Report) -> dict[str, int]:
     except (OSError, ValueError) as exc:
         report("bundle file manifest.json", f"cannot be read: {exc}")
         return counts
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("batches"), list):
+    if not isinstance(manifest, dict):
         report("bundle file manifest.json", "is not an audit bundle manifest")
         return counts
+    if not isinstance(manifest.get("batches"), list):
+        report("bundle file manifest.json", f"field batches is {manifest.get('batches', 'missing')!r}, "
+                                            "not a list of batch records")
+        return counts
     refs = []
-    for info in manifest["batches"]:
-        try:
-            ref = BatchRef(int(info["id"]), int(info["first_seq"]), int(info["last_seq"]),
-                           str(info["merkle_root"]), f"bundle file manifest.json (batch {info['id']})")
-            name = str(info["statement"])
-        except (KeyError, TypeError, ValueError) as exc:
-            report("bundle file manifest.json", f"a batch record is incomplete: {exc}")
+    for number, info in enumerate(manifest["batches"], 1):
+        problem = batch_record_problem(info)
+        if problem:
+            report("bundle file manifest.json", f"batch record {number}: {problem}")
             continue
+        ref = BatchRef(info["id"], info["first_seq"], info["last_seq"], info["merkle_root"],
+                       f"bundle file manifest.json (batch {info['id']})")
+        name = info["statement"]
         refs.append(ref)
         wanted = statement(ref.id, ref.first_seq, ref.last_seq, ref.merkle_root)
         try:
@@ -360,7 +389,8 @@ def check_bundle_dir(root: Path, report: Report) -> dict[str, int]:
         if found != wanted:
             report(f"bundle file {name}", f"does not state batch {ref.id} as the manifest records it")
     counts["batches"] = len(refs)
-    checker = ChainChecker(refs, report, segments=True)
+    unusable = len(refs) < len(manifest["batches"])  # reported: its entries are not "in no batch"
+    checker = ChainChecker(refs, report, segments=True, quiet_unbatched=unusable)
     referenced: dict[str, int] = {}
     log_path = root / "log" / "entries.jsonl"
     try:
@@ -381,7 +411,11 @@ def check_bundle_dir(root: Path, report: Report) -> dict[str, int]:
         report("bundle file log/entries.jsonl", "is not UTF-8 text")
     checker.finish()
     counts["entries"] = checker.entries
-    selected = set(manifest.get("selected_entries") or [])
+    selected_entries = manifest.get("selected_entries") or []
+    if not isinstance(selected_entries, list) or not all(is_seq(s) for s in selected_entries):
+        report("bundle file manifest.json", "field selected_entries is not a list of entry seq numbers")
+        selected_entries = []
+    selected = set(selected_entries)
     evidence_dir = root / "evidence"
     present = sorted(evidence_dir.iterdir()) if evidence_dir.is_dir() else []
     for path in present:
@@ -400,6 +434,20 @@ def check_bundle_dir(root: Path, report: Report) -> dict[str, int]:
         if digest not in names and seq in selected:
             report(f"bundle file evidence/{digest}", f"missing (referenced by entry seq {seq})")
     return counts
+
+
+def batch_record_problem(info: Any) -> str:
+    """Why a manifest batch record cannot be used ('' when it can)."""
+    if not isinstance(info, dict):
+        return "not a JSON object"
+    for name in ("id", "first_seq", "last_seq"):
+        if not is_seq(info.get(name)):
+            return f"field {name} is {info.get(name, 'missing')!r}, not a positive integer"
+    if not is_digest(info.get("merkle_root")):
+        return f"field merkle_root is {info.get('merkle_root', 'missing')!r}, not a lowercase hex SHA-256"
+    if not isinstance(info.get("statement"), str):
+        return f"field statement is {info.get('statement', 'missing')!r}, not a file name"
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from ..store.evidence import EvidenceStore
 from .archive import file_sha256
 from .log import ARCHIVED_EVENT
 from .reader import ArchiveRow, LogReader, LogReadError
-from .records import Batch
+from .records import Batch, DamagedBatch, RecordError
 from .seal import load_pem_chain, verify_signature
 from .standalone import BatchRef, ChainChecker
 from .tsa import TsaError, token_info, verify_token
@@ -92,7 +92,11 @@ def verify_log(engine: sa.Engine, evidence: EvidenceStore, *, since: dt.datetime
     checked as files)."""
     report = VerifyReport()
     reader = LogReader(engine, archive_dir)
-    archives = reader.archives()
+    try:
+        archives = reader.archives()
+    except LogReadError as exc:  # an unreadable archive record: nothing can be placed without the list
+        report.add(exc.where, f"{exc.what} (the log cannot be checked further)")
+        return report
     digests = _check_archive_files(reader, archives, report)
     lo = hi = None
     if since is not None or until is not None:
@@ -105,13 +109,16 @@ def verify_log(engine: sa.Engine, evidence: EvidenceStore, *, since: dt.datetime
             report.notes.append("no entries in the given period")
             return report
         lo, hi = window
-    batch_list = reader.batches(lo, hi, strict=False)
+    batch_list = reader.batch_records(lo, hi, strict=False)
     if lo is not None and hi is not None and batch_list:  # whole batches: widen to their bounds
-        lo = min([lo] + [b.first_seq for b, _ in batch_list])
-        hi = max([hi] + [b.last_seq for b, _ in batch_list])
+        lo = min([lo] + [b.first_seq for b, _ in batch_list if b.first_seq is not None])
+        hi = max([hi] + [b.last_seq for b, _ in batch_list if b.last_seq is not None])
     _Walk(reader, evidence, report, lo, hi, digests, archives, batch_list, progress).run()
     for batch, where in batch_list:
-        check_batch(batch, where, report, tsa_ca=tsa_ca, trust=trust, require_timestamps=require_timestamps)
+        if isinstance(batch, DamagedBatch):
+            report.add(where, str(batch.error))
+        else:
+            check_batch(batch, where, report, tsa_ca=tsa_ca, trust=trust, require_timestamps=require_timestamps)
         report.batches += 1
     if report.timestamps_unchecked:
         report.notes.append(f"{report.timestamps_unchecked} time-stamp(s) were read but NOT verified: give the "
@@ -192,7 +199,7 @@ class _Walk:
 
     def __init__(self, reader: LogReader, evidence: EvidenceStore, report: VerifyReport, lo: int | None,
                  hi: int | None, digests: dict[int, str | None], archives: list[ArchiveRow],
-                 batches: list[tuple[Batch, str]], progress: Progress | None) -> None:
+                 batches: list[tuple[Batch | DamagedBatch, str]], progress: Progress | None) -> None:
         self.reader = reader
         self.evidence = evidence
         self.report = report
@@ -207,11 +214,16 @@ class _Walk:
         self.claims: dict[tuple[int, int], tuple[str, str]] = {}
 
     def run(self) -> None:
-        refs = [BatchRef(b.id, b.first_seq, b.last_seq, b.merkle_root, where)
-                for b, where in self.batches]
+        refs = [BatchRef(b.id, b.first_seq, b.last_seq, b.merkle_root, where)  # type: ignore[arg-type]
+                for b, where in self.batches
+                if b.id is not None and b.first_seq is not None and b.last_seq is not None]
         checker = ChainChecker(refs, self.report.add, start_seq=self.lo or 1)
         anchor_seq = self.lo - 1 if self.lo and self.lo > 1 else None
-        for fields, where in self._stream(anchor_seq):
+        for fields, where, error in self._stream(anchor_seq):
+            if error is not None:
+                self.report.add(where, str(error))
+                if fields["seq"] is None:
+                    continue  # cannot be placed in the chain; its neighbours' links show the gap
             seq = fields["seq"]
             if anchor_seq is not None and seq == anchor_seq and checker.prev is None:
                 checker.anchor(seq, fields["entry_hash"], where)
@@ -219,7 +231,7 @@ class _Walk:
             if anchor_seq is not None and checker.prev is None:
                 self.report.add(where, f"entry seq {anchor_seq}, just before the checked period, is missing")
                 checker.anchor(anchor_seq, "", "(missing)")
-            checker.feed(fields, where)
+            checker.feed(fields, where, check_hash=error is None)
             self._evidence(fields)
             if fields["event"] == ARCHIVED_EVENT and fields["direction"] == "audit":
                 self._claim(fields, where)
@@ -232,7 +244,7 @@ class _Walk:
                                      f"{checker.unsealed[-1]}) are not sealed yet")
         self._check_claims(full=self.lo is None)
 
-    def _stream(self, anchor_seq: int | None):
+    def _stream(self, anchor_seq: int | None) -> Iterator[tuple[dict[str, Any], str, RecordError | None]]:
         lo = anchor_seq if anchor_seq is not None else self.lo
         for row in self.archives:
             if (self.hi is not None and row.first_seq > self.hi) or (lo is not None and row.last_seq < lo):
@@ -249,10 +261,10 @@ class _Walk:
                             self.report.add(where, f"entry seq {seq} is outside the archive's range "
                                                    f"{row.first_seq}..{row.last_seq}")
                         if (lo is None or seq >= lo) and (self.hi is None or seq <= self.hi):
-                            yield item.value, where
+                            yield item.value, where, None
             except OSError:
                 continue  # reported as missing by the archive check
-        yield from self.reader.database_entries(lo, self.hi)
+        yield from self.reader.scan_database(lo, self.hi)
 
     def _evidence(self, fields: dict[str, Any]) -> None:
         digest = fields.get("sha256")
