@@ -60,13 +60,21 @@ def run_cmd(config_path: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_cmd(config_path: Path, as_json: bool) -> None:
     """Queue summary (by state) and the most recent failures."""
+    from ..engine.inbox import read_fetch_failures
+
     with _runtime(config_path, exclusive=False) as rt:
         s = rt.store.summary()
+        fetch_failures = read_fetch_failures(rt.store)
     data = {
         "outbound": s.outbound, "inbound": s.inbound, "recipients": s.recipients,
         "oldest_pending_age_s": round(s.oldest_pending_age, 1) if s.oldest_pending_age is not None else None,
         "recent_failures": [
             {k: (v if k != "updated_at" else _iso(v)) for k, v in f.items()} for f in s.recent_failures
+        ],
+        "inbound_fetch_failures": [
+            {"axis_item": item, "kind": f.get("kind"), "state": f.get("state"), "attempts": f.get("attempts"),
+             "last_attempt_at": _iso(f.get("last_at")), "last_error": f.get("reason") or f.get("last_error")}
+            for item, f in sorted(fetch_failures.items())
         ],
     }
     if as_json:
@@ -82,6 +90,11 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
         for f in s.recent_failures:
             click.echo(f"  {_iso(f['updated_at'])} {f['direction']} {f['id']} [{f['state']}, {f['attempts']} attempt(s)] "
                        f"{f['document_id'] or ''}: {f['last_error']}")
+    if fetch_failures:
+        click.echo("inbound items the axis would not serve (not fetched; `resend <axis item>` retries a dead one):")
+        for f in data["inbound_fetch_failures"]:
+            click.echo(f"  {f['last_attempt_at']} {f['kind']} {f['axis_item']} [{f['state']}, {f['attempts']} attempt(s)]: "
+                       f"{f['last_error']}")
 
 
 @click.command("poll")
@@ -112,6 +125,10 @@ def send_cmd(config_path: Path, document: Path, files: tuple[Path, ...]) -> None
     except json.JSONDecodeError as exc:
         click.echo(f"{document}: line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})", err=True)
         sys.exit(1)
+    except RecursionError:
+        click.echo(f"{document}: not valid document JSON: nested too deeply (arrays or objects inside each other "
+                   "more than the parser allows)", err=True)
+        sys.exit(1)
     except (OSError, UnicodeDecodeError) as exc:
         click.echo(f"{document}: cannot read: {exc}", err=True)
         sys.exit(1)
@@ -130,7 +147,8 @@ def send_cmd(config_path: Path, document: Path, files: tuple[Path, ...]) -> None
 @_config_option
 @click.argument("ident")
 def resend_cmd(config_path: Path, ident: str) -> None:
-    """Put a dead document (tracking id or DocumentId; or a dead inbound id) back in the queue."""
+    """Put a dead document (tracking id or DocumentId; or a dead inbound id) back in the queue,
+    or fetch again an axis item whose fetching was given up (its axis item id)."""
     with _runtime(config_path, exclusive=False) as rt:
         ok = rt.engine.resend(ident)
     if not ok:

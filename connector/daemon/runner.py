@@ -17,6 +17,9 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from ..audit.log import AuditError
+from ..audit.seal import SealError
+from ..audit.tsa import TsaError
 from ..axis.errors import AxisError
 from ..engine.context import GateClosed
 from ..engine.outbox import IntakeError, StatusRequest
@@ -25,7 +28,11 @@ from .config import ConfigError, load_config
 from .health import Health, callable_check, certificate_expiry_check, last_poll_check
 from .metrics import Metrics, QueueSample
 from .ops_http import ops_app, start_ops_server
-from ..routing.delivery import open_destination
+from ..routing.config import RoutingConfigError, SecretError
+from ..routing.delivery import DeliveryError, open_destination
+from ..signing.keys import KeySourceError
+from ..signing.trust import TrustStoreError
+from ..store.db import DatabaseError
 from .runtime import Runtime, make_router
 
 log = logging.getLogger("connector.daemon")
@@ -73,6 +80,7 @@ class Daemon:
         self._stale_after = 600.0
         self.http_intake = None
         self.ops = None
+        self._traced: set[tuple[str, str]] = set()  # (round, exception type) whose traceback was logged
 
     # ------------------------------------------------------------------ jobs
 
@@ -87,11 +95,25 @@ class Daemon:
             except AxisError as exc:
                 # Expected weather (a busy or unreachable axis): one line; the next round retries.
                 log.warning("%s round: the axis did not answer as expected: %s", name, exc)
-            except Exception:  # noqa: BLE001 - a job never kills the daemon; the error is logged with its cause
-                log.exception("%s round failed", name)
+            except OPERATIONAL_ERRORS as exc:
+                # A known operational problem (a missing file, a full disk, a bad setting): the
+                # reason is what the operator needs, a traceback would only bury it.
+                log.error("%s round failed: %s", name, operational_reason(exc))
+            except Exception as exc:  # noqa: BLE001 - a job never kills the daemon; the error is logged with its cause
+                self._unexpected(name, exc)
 
         run.__name__ = name
         return run
+
+    def _unexpected(self, name: str, exc: Exception) -> None:
+        """An exception of a type no round expects (a bug): its traceback is logged the first
+        time this round meets this type in this run, one line after that."""
+        kind = (name, type(exc).__qualname__)
+        if kind in self._traced:
+            log.error("%s round failed: unexpected %s: %s (traceback logged earlier)", name, type(exc).__name__, exc)
+            return
+        self._traced.add(kind)
+        log.error("%s round failed: unexpected %s: %s", name, type(exc).__name__, exc, exc_info=exc)
 
     def _round_send(self) -> None:
         self.engine.send_due()
@@ -242,7 +264,7 @@ class Daemon:
                 raise IntakeRejected(exc.problems) from None
 
         token = read_secret(f"env:{http.token_env}" if http.token_env else f"file:{self.config.path(http.token_file)}",
-                            "routing.intake.http.token")
+                            "routing.intake.http.token", self.config.source)
         app = intake_app(submit, self.engine.track, report_status, token, spool_dir=self.rt.config.data_dir / "spool")
         self.http_intake = WsgiServer(app, host=http.host, port=http.port).start()
         log.info("intake API on %s", self.http_intake.url)
@@ -285,6 +307,24 @@ class Daemon:
         self.stop()
         log.info("stopped")
         return 0
+
+
+OPERATIONAL_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ConfigError, RoutingConfigError, SecretError, KeySourceError, TrustStoreError, DeliveryError,
+    AuditError, SealError, TsaError, DatabaseError,
+)
+"""What a round may meet in normal operation (files, settings, peers); logged as one line."""
+
+
+def operational_reason(exc: BaseException) -> str:
+    """One line for an operational error: its type when that says something, the reason, and
+    for a file error the path (when the message does not already name it)."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+        named = [p for p in paths if p not in reason]
+        return f"{reason}: {' -> '.join(named)}" if named else reason
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _status_request(report) -> StatusRequest:

@@ -67,7 +67,7 @@ class Engine:
         inbound = store.inbound(ident)
         if inbound is not None:
             return store.requeue_inbound(ident, [ExchangeEvent("in.requeued", "in", inbound["document_id"], ident)])
-        return False
+        return self.inbox.retry_fetch(ident)  # an axis item whose fetching was given up
 
     def cancel(self, ident: str) -> bool:
         from .events import ExchangeEvent

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..axis.errors import AxisError, NotFoundError, RetryableAxisError
+from ..axis.errors import AuthenticationError, AxisError, NotFoundError, RetryableAxisError, TLSError
 from ..axis.transport import PendingItem
 from ..edxml.build import to_bytes
 from ..edxml.errors import EdxmlError
@@ -66,30 +66,84 @@ class Inbox:
             return stored
 
     def _poll_items(self, kind: str) -> int:
+        """Fetch and store the new items of ``kind``. One item the axis will not serve does not
+        hold up the others: its failure is recorded and it is tried again when the retry
+        policy says, until the policy gives up on it (see :class:`FetchFailures`)."""
         ctx = self.ctx
         items: list[PendingItem] = ctx.axis.pending(kind)  # type: ignore[arg-type]
         known = ctx.store.known_items([i.item_id for i in items])
+        failures = FetchFailures.load(ctx.store)
+        failures.prune(kind, offered={i.item_id for i in items} - known, stored=known)
         stored = 0
-        for item in items:
-            if item.item_id in known:
-                self._reacknowledge_if_finished(item.item_id)
-                continue
-            fd, tmp = tempfile.mkstemp(suffix=".edxml", dir=_ensure(ctx.settings.spool_dir))
-            try:
-                with os.fdopen(fd, "w+b") as fh:
-                    ctx.axis.fetch(item.item_id, fh)
-                    fh.seek(0)
-                    kept = ctx.evidence.put_stream(fh)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
-            event = lambda in_id: [ExchangeEvent("in.received", "in", None, in_id, axis_id=item.item_id, sha256=kept.sha256,
-                                                 detail={"kind": kind, "sender": item.sender, "size": kept.size})]
-            in_id, created = ctx.store.insert_inbound(axis_item=item.item_id, kind=kind, sender=item.sender,
-                                                      document_id=None, sha256=kept.sha256, size=kept.size, events=event)
-            if created:
-                stored += 1
-                ctx.doc_log(logging.INFO, f"received {kind} ({kept.size} bytes)", tracking_id=in_id, axis_id=item.item_id)
+        try:
+            for item in items:
+                if item.item_id in known:
+                    self._reacknowledge_if_finished(item.item_id)
+                    continue
+                if not failures.due(item.item_id, time.time()):
+                    continue
+                try:
+                    kept = self._fetch(item.item_id)
+                except ROUND_ERRORS:
+                    raise  # credentials, TLS or the local disk: not this item's fault, the round stops
+                except Exception as exc:  # noqa: BLE001 - one bad item must not block the others
+                    self._fetch_failed(failures, item, kind, exc)
+                    continue
+                failures.forget(item.item_id)
+                event = lambda in_id: [ExchangeEvent("in.received", "in", None, in_id, axis_id=item.item_id, sha256=kept.sha256,
+                                                     detail={"kind": kind, "sender": item.sender, "size": kept.size})]
+                in_id, created = ctx.store.insert_inbound(axis_item=item.item_id, kind=kind, sender=item.sender,
+                                                          document_id=None, sha256=kept.sha256, size=kept.size, events=event)
+                if created:
+                    stored += 1
+                    ctx.doc_log(logging.INFO, f"received {kind} ({kept.size} bytes)", tracking_id=in_id, axis_id=item.item_id)
+        finally:
+            failures.save()
         return stored
+
+    def _fetch(self, item_id: str):
+        """The item's bytes, fetched into the evidence store."""
+        ctx = self.ctx
+        fd, tmp = tempfile.mkstemp(suffix=".edxml", dir=_ensure(ctx.settings.spool_dir))
+        try:
+            with os.fdopen(fd, "w+b") as fh:
+                ctx.axis.fetch(item_id, fh)
+                fh.seek(0)
+                return ctx.evidence.put_stream(fh)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def _fetch_failed(self, failures: FetchFailures, item: PendingItem, kind: str, exc: Exception) -> None:
+        """Record a failed fetch: retried later by the retry policy, or given up (kept as dead)."""
+        ctx = self.ctx
+        expected = isinstance(exc, AxisError)
+        error = str(exc) if expected else f"internal error: {exc!r}"
+        entry = failures.failed(item.item_id, kind, item.sender, error, time.time())
+        ctx.observer.failed("in")
+        policy = ctx.settings.retry
+        if not policy.exhausted(entry["attempts"], entry["last_at"] - entry["first_at"]):
+            delay = policy.delay(entry["attempts"])
+            entry["next_at"] = entry["last_at"] + delay
+            ctx.observer.retried("in")
+            ctx.doc_log(logging.WARNING, f"cannot fetch {kind} {item.item_id} (attempt {entry['attempts']}), "
+                        f"retrying in {delay:.0f} s; the other items go on: {error}", axis_id=item.item_id,
+                        exc_info=None if expected else exc)
+            return
+        entry["state"] = "dead"
+        entry["reason"] = (f"gave up fetching after {entry['attempts']} attempt(s) over "
+                           f"{(entry['last_at'] - entry['first_at']) / 60:.0f} min: {error}")
+        ctx.observer.dead("in")
+        ctx.doc_log(logging.ERROR, f"dead: {kind} {item.item_id} left on the axis, not fetched: {entry['reason']} "
+                    f"(`resend {item.item_id}` tries again)", axis_id=item.item_id, exc_info=None if expected else exc)
+
+    def retry_fetch(self, item_id: str) -> bool:
+        """Forget that fetching ``item_id`` was given up on; the next poll tries it again."""
+        failures = FetchFailures.load(self.ctx.store)
+        if failures.entries.get(item_id, {}).get("state") != "dead":
+            return False
+        failures.forget(item_id)
+        failures.save()
+        return True
 
     def _poll_status_query(self) -> int:
         ctx = self.ctx
@@ -371,6 +425,67 @@ class Inbox:
         }, [ExchangeEvent("in.dead", "in", fresh.get("document_id"), row["id"], detail={"reason": error, "step": fresh["state"]})])
         ctx.observer.dead("in")
         ctx.doc_log(logging.ERROR, f"dead at {fresh['state']}: {error}", document_id=fresh.get("document_id"), tracking_id=row["id"])
+
+
+ROUND_ERRORS: tuple[type[BaseException], ...] = (AuthenticationError, TLSError, OSError, GateClosed)
+"""Fetch errors that are about us or the connection, not the item: they end the poll round."""
+
+FETCH_FAILURES = "inbound_fetch_failures"
+
+
+class FetchFailures:
+    """Items the axis offers but would not serve, kept in the store's settings (JSON) under
+    :data:`FETCH_FAILURES`: ``{axis item id: {kind, sender, state, attempts, first_at, last_at,
+    next_at, last_error[, reason]}}``; ``state`` is ``retrying`` or ``dead`` (given up: left on
+    the axis, unacknowledged, until ``resend <item id>``). Read and written by the poller only
+    (it holds the poller lock), and by ``resend``."""
+
+    def __init__(self, store, entries: dict[str, dict[str, Any]]):
+        self.store = store
+        self.entries = entries
+        self.changed = False
+
+    @classmethod
+    def load(cls, store) -> "FetchFailures":
+        return cls(store, read_fetch_failures(store))
+
+    def save(self) -> None:
+        if self.changed:
+            self.store.set_setting(FETCH_FAILURES, json.dumps(self.entries, ensure_ascii=False, sort_keys=True))
+            self.changed = False
+
+    def due(self, item_id: str, now: float) -> bool:
+        entry = self.entries.get(item_id)
+        return entry is None or (entry.get("state") != "dead" and float(entry.get("next_at", 0)) <= now)
+
+    def failed(self, item_id: str, kind: str, sender: str | None, error: str, now: float) -> dict[str, Any]:
+        entry = self.entries.setdefault(item_id, {"kind": kind, "sender": sender, "state": "retrying", "attempts": 0,
+                                                  "first_at": now})
+        entry.update(attempts=int(entry.get("attempts", 0)) + 1, last_at=now, last_error=error[:2000])
+        self.changed = True
+        return entry
+
+    def forget(self, item_id: str) -> None:
+        if self.entries.pop(item_id, None) is not None:
+            self.changed = True
+
+    def prune(self, kind: str, *, offered: set[str], stored: set[str]) -> None:
+        """Drop what is settled: items now stored, and retrying items the axis no longer offers
+        (given-up ones stay on record until ``resend``)."""
+        for item_id, entry in list(self.entries.items()):
+            gone = entry.get("kind") == kind and item_id not in offered and entry.get("state") != "dead"
+            if item_id in stored or gone:
+                self.forget(item_id)
+
+
+def read_fetch_failures(store) -> dict[str, dict[str, Any]]:
+    """The recorded fetch failures (see :class:`FetchFailures`); empty when none or unreadable."""
+    raw = store.get_setting(FETCH_FAILURES)
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
 
 def _response_for_json(doc: Edoc) -> dict[str, Any]:

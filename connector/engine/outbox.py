@@ -1,7 +1,8 @@
 """Outbound: intake of documents and statuses from the DMS, then build, sign and send.
 
 Steps, each committed before the next: queued (the document JSON and its files copied into
-the staging folder) -> signed (the exact bytes stored as evidence) -> sent (the axis's id).
+the staging folder: ``document.json`` or ``status.json`` at its top, the attachments in its
+``files/`` sub-folder, so an attachment may have any name, ``document.json`` included) -> signed (the exact bytes stored as evidence) -> sent (the axis's id).
 A retryable failure schedules the same step again with backoff; a permanent one, or too many
 failures, makes the document dead with the reason; ``resend`` puts it back in the queue.
 """
@@ -12,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,6 +32,9 @@ from ..signing.sign import sign
 from .context import EngineContext, GateClosed
 from .events import ExchangeEvent
 
+
+
+STAGED_FILES = "files"  # the staging folder's sub-folder holding the attachments
 
 
 class IntakeError(ValueError):
@@ -63,6 +68,9 @@ class Outbox:
         ctx = self.ctx
         if isinstance(document, dict) and document.get("kind", "edoc") != "edoc":
             raise IntakeError(["kind: the DMS submits documents (edoc); statuses go through the status feedback"])
+        problems = [p for p in map(attachment_problem, files) if p]
+        if problems:
+            raise IntakeError(problems)
         try:
             message = document_from_json(document, files, ctx.settings.packaging)  # type: ignore[arg-type]
         except JsonFormError as exc:
@@ -124,8 +132,12 @@ class Outbox:
     def _stage_and_queue(self, kind, data, files, sender, document_id, recipients, intake_key, events) -> str:
         staging = Path(tempfile.mkdtemp(prefix="stage-", dir=_ensure(self.ctx.settings.outgoing_dir)))
         try:
-            for path in files:
-                shutil.copyfile(path, staging / path.name)
+            if files:
+                attachments = staging / STAGED_FILES
+                attachments.mkdir()
+                for path in files:
+                    shutil.copyfile(path, attachments / path.name)
+                fsync_dir(attachments)
             name = "document.json" if kind == "edoc" else "status.json"
             write_synced(staging / name, json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"))
             fsync_dir(staging)
@@ -203,7 +215,7 @@ class Outbox:
         if row["kind"] == "status":
             return from_json(json.loads((staging / "status.json").read_text(encoding="utf-8")))
         data = json.loads((staging / "document.json").read_text(encoding="utf-8"))
-        files = sorted(p for p in staging.iterdir() if p.name != "document.json")
+        files = staged_files(staging)
         return document_from_json(data, files, self.ctx.settings.packaging)  # type: ignore[arg-type]
 
     def _build(self, message) -> str:
@@ -245,6 +257,34 @@ class Outbox:
         )
         ctx.observer.dead("out")
         ctx.doc_log(logging.ERROR, f"dead: {why}", document_id=row["document_id"], tracking_id=row["id"])
+
+
+def attachment_problem(path: Path) -> str | None:
+    """Why the file ``path`` cannot be sent as an attachment, or None.
+
+    Checked at intake because the axis refuses it later anyway (the hub refuses zero-byte
+    parts): better a clear refusal to the DMS now than a dead document after queuing."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        return f"attachment file {str(path)!r}: cannot be read: {exc.strerror or exc}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"attachment file {str(path)!r}: is not a regular file"
+    if info.st_size == 0:
+        return f"attachment file {str(path)!r}: is empty (0 bytes); the axis refuses empty attachments"
+    return None
+
+
+def staged_files(staging: Path) -> list[Path]:
+    """The attachments staged for one outbound document.
+
+    They live in ``files/`` so that no attachment name can collide with the staging folder's
+    own ``document.json``. Documents staged by an earlier version (attachments beside
+    ``document.json``) are still read: every top-level file but the JSON, as before."""
+    folder = staging / STAGED_FILES
+    if folder.is_dir():
+        return sorted(folder.iterdir())
+    return sorted(p for p in staging.iterdir() if p.is_file() and p.name not in ("document.json", "status.json"))
 
 
 def response_for(doc: Edoc) -> ResponseFor:

@@ -14,6 +14,9 @@ Layout under the intake root (all created)::
 A drop is taken only when it has settled: nothing in it modified for ``settle_s`` seconds
 and no ``.tmp``/``.part`` name in it (or, for ``<name>.json``, beside it for a listed file).
 Names starting with a dot are never drops, so a DMS may write ``.x.json`` and rename it.
+A symbolic link in ``outbox/`` is never followed (it may lead out of the intake folder): once
+settled it is refused like a bad drop, moved (the link itself) to ``failed/<name>/`` with an
+``error.txt`` saying links are not accepted; a link a ``<name>.json`` lists is refused with it.
 
 Claiming is a ``rename`` into ``processing/`` under a new unique name: of two connector
 instances watching one folder, exactly one rename succeeds. A drop is then checked
@@ -109,6 +112,7 @@ class FolderIntake:
     def claim(self) -> list[IntakeItem]:
         """Claim every settled drop; return the valid ones (invalid ones go to ``failed/``)."""
         items = []
+        beside: set[str] | None = None  # names the outbox's <name>.json drops list, read when needed
         for entry in sorted(os.scandir(self.outbox), key=lambda e: e.name):
             if not _candidate(entry.name):
                 continue
@@ -117,7 +121,15 @@ class FolderIntake:
             except FileNotFoundError:
                 continue  # taken meanwhile (by another instance, or beside a JSON claimed above)
             path = Path(entry.path)
-            if stat.S_ISDIR(mode):
+            if stat.S_ISLNK(mode):
+                # Never followed (it may lead out of the intake folder): refused visibly, unless
+                # a <name>.json lists it as an attachment, whose check then refuses it.
+                if beside is None:
+                    beside = self._listed_beside()
+                if entry.name in beside or not self._settled(path):
+                    continue
+                claimed = self._claim_file(path, self.processing, "L")
+            elif stat.S_ISDIR(mode):
                 if not self._settled_folder(path):
                     continue
                 claimed = self._claim_folder(path)
@@ -273,6 +285,14 @@ class FolderIntake:
             except OSError as exc:
                 log.warning("cannot move %s into %s: %s", beside, claimed_json.parent, exc.strerror or exc)
 
+    def _listed_beside(self) -> set[str]:
+        """Every attachment name a ``<name>.json`` in ``outbox/`` lists (best effort)."""
+        names: set[str] = set()
+        for entry in os.scandir(self.outbox):
+            if _candidate(entry.name) and entry.name.lower().endswith(".json") and entry.is_file(follow_symlinks=False):
+                names.update(_listed_names(Path(entry.path)))
+        return names
+
     def _load(self, folder: Path) -> IntakeItem | None:
         """Check a claimed folder; a valid drop becomes an item, an invalid one goes to failed/."""
         original = _original_name(folder.name)
@@ -280,6 +300,8 @@ class FolderIntake:
         metadata = original if json_form else METADATA
         where = f"beside {original} in outbox/" if json_form else "in the drop folder"
         try:
+            if _claim_kind(folder.name) == "L":
+                raise IntakeRejected([_link_problem(folder / original)])
             document = self._read_json(folder, metadata)
             checked = check_drop(document, folder, source=metadata, exclude=(metadata,),
                                  max_file_bytes=self.max_file_bytes, check=self.check, where=where)
@@ -348,6 +370,15 @@ def _candidate(name: str) -> bool:
     return not name.startswith(".") and not name.lower().endswith(IN_PROGRESS_SUFFIXES)
 
 
+def _link_problem(link: Path) -> str:
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    return (f"{link.name!r} in outbox/ is a symbolic link (to {target}); symbolic links are not accepted and are "
+            "never followed: put the drop folder (or the document JSON) itself into outbox/")
+
+
 def _stem(name: str) -> str:
     return name[:-5] if name.lower().endswith(".json") and len(name) > 5 else name
 
@@ -378,8 +409,8 @@ def _listed_names(json_path: Path) -> list[str]:
         if json_path.stat().st_size > MAX_METADATA_BYTES:
             return []
         data = json.loads(json_path.read_bytes().decode("utf-8-sig"))
-    except (OSError, ValueError):
-        return []
+    except (OSError, ValueError, RecursionError):
+        return []  # the check of the claimed drop reports what is wrong with it
     listed = data.get("attachments") if isinstance(data, dict) else None
     if not isinstance(listed, list):
         return []

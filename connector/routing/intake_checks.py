@@ -74,6 +74,11 @@ def parse_json(data: bytes, source: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise IntakeRejected([f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
+    except RecursionError:
+        raise IntakeRejected(
+            [f"{source}: not valid document JSON: nested too deeply (arrays or objects inside each other more than "
+             "the parser allows)"]
+        ) from None
 
 
 def check_drop(
