@@ -73,12 +73,12 @@ def make_axis(config: Config, spool_dir: Path) -> AxisTransport:
     timeout = (min(10.0, a.timeout_s), a.timeout_s)
     if a.binding == "soap":
         if not a.token:
-            raise ConfigError("axis.token: the SOAP hub binding needs the hub's token (env:NAME or file:/path)")
-        return SoapHubAxis(a.url, organ, read_secret(a.token, "axis.token"), timeout=timeout, verify=verify, cert=cert,
+            raise config.error("axis.token", "the SOAP hub binding needs the hub's token (env:NAME or file:/path)")
+        return SoapHubAxis(a.url, organ, read_secret(a.token, "axis.token", config.source), timeout=timeout, verify=verify, cert=cert,
                            retries=a.retries, spool_dir=spool_dir)
     if not a.secret:
-        raise ConfigError("axis.secret: the VXP binding needs the system's secret (env:NAME or file:/path)")
-    return VxpAxis(a.url, organ, read_secret(a.secret, "axis.secret"), timeout=timeout, verify=verify, cert=cert,
+        raise config.error("axis.secret", "the VXP binding needs the system's secret (env:NAME or file:/path)")
+    return VxpAxis(a.url, organ, read_secret(a.secret, "axis.secret", config.source), timeout=timeout, verify=verify, cert=cert,
                    retries=a.retries, spool_dir=spool_dir)
 
 
@@ -119,7 +119,7 @@ def open_runtime(config: Config | str | Path, *, exclusive: bool = True) -> Runt
         db = open_database(config.database_url)
         migrate(db)
     except DatabaseError as exc:
-        raise ConfigError(f"connector.database_url: {exc}") from None
+        raise config.error("connector.database_url", str(exc)) from None
     lock_fd = None
     if exclusive and not is_postgres(db):
         lock_fd = _instance_lock(data_dir)
@@ -162,7 +162,7 @@ def _assemble(config: Config, db: sa.Engine, lock_fd: int | None) -> Runtime:
         try:
             key = load_signing_key(config.signing.key, base_dir=config.base_dir)
         except KeySourceError as exc:
-            raise ConfigError(f"signing.key: {exc}") from None
+            raise config.error("signing.key", str(exc)) from None
     audit = _audit(config, db, evidence, key)
     store = Store(db, journal=_journal(audit) if audit else None)
     if lock_fd is not None:
@@ -174,7 +174,7 @@ def _assemble(config: Config, db: sa.Engine, lock_fd: int | None) -> Runtime:
             revocation=RevocationChecker(config.signing.revocation) if config.signing.revocation != "off" else None,
         )
     except (TrustStoreError, OSError) as exc:
-        raise ConfigError(f"signing.trust_dir: {exc}") from None
+        raise config.error("signing.trust_dir", str(exc)) from None
     c = config.connector
     staff = StaffInfo(c.clerk_department, c.clerk_name, c.clerk_email, c.clerk_phone) if c.clerk_name else None
     r = config.retry

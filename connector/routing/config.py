@@ -36,7 +36,6 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -47,6 +46,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from ..redact import http_url_problem, redact_url
 
 __all__ = [
     "DestinationConfig",
@@ -59,6 +60,8 @@ __all__ = [
     "SecretError",
     "SqlDestinationConfig",
     "WebhookDestinationConfig",
+    "folder_problems",
+    "not_a_folder",
     "format_validation_error",
     "load_routing",
     "resolve_secret",
@@ -75,12 +78,17 @@ def _error(message: str) -> PydanticCustomError:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _check_env_name(value: str | None) -> str | None:
+    """The value is never repeated: a secret pasted here instead of a name must not be shown."""
     if value is not None and not _ENV_RE.match(value):
-        raise _error(f"{value!r} is not an environment variable name (letters, digits and _, not starting with a digit)")
+        raise _error(
+            "not a valid environment variable name (letters, digits and _, not starting with a digit); "
+            "it looks like a secret was pasted instead of a variable name: give the name of the variable "
+            "that holds it"
+        )
     return value
 
 
@@ -128,11 +136,11 @@ class WebhookDestinationConfig(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise _error(f"expected an http:// or https:// URL with a host, got {value!r}")
-        if parts.username or parts.password:
-            raise _error("the URL must not carry credentials; use auth = \"basic\" with username and password_env/password_file")
+        problem = http_url_problem(
+            value, 'use auth = "basic" with username and password_env/password_file, or a token'
+        )
+        if problem:
+            raise _error(problem)
         return value
 
     @model_validator(mode="after")
@@ -179,12 +187,14 @@ class SqlDestinationConfig(_Model):
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
+        shown = redact_url(value)
         try:
             url = make_url(value)
-        except ArgumentError:
-            raise _error(f"not a database URL: {value!r} (expected e.g. postgresql+psycopg://user@host/db)") from None
-        if url.password:
-            raise _error("the URL must not carry a password; use password_env or password_file")
+            url.port  # noqa: B018 - a non-numeric port only fails when read
+        except (ArgumentError, ValueError):
+            raise _error(f"not a database URL: {shown!r} (expected e.g. postgresql+psycopg://user@host/db)") from None
+        if url.password or url.query.keys() & {"password", "sslpassword"}:
+            raise _error(f"the URL must not carry a password; use password_env or password_file (got {shown!r})")
         return value
 
     @field_validator("table", "attachments_table")
@@ -341,6 +351,34 @@ def _resolve_paths(value: Any, base: Path) -> Any:
     return value
 
 
+def folder_problems(config: RoutingConfig) -> list[str]:
+    """One ``key: problem`` line per configured folder that exists as something else than a
+    folder (a file, or under a file), so it is refused at load, not at the first delivery.
+
+    Takes a :meth:`RoutingConfig.resolved` config (absolute paths); a folder that does not
+    exist yet is fine (it is created when needed)."""
+    folders: list[tuple[str, Path | None]] = [
+        ("intake.folder", config.intake.folder),
+        ("status_folder", config.status_folder),
+    ]
+    for name, dest in config.destinations.items():
+        if isinstance(dest, FolderDestinationConfig):
+            folders.append((f"destinations.{name}.path", dest.path))
+        elif isinstance(dest, SqlDestinationConfig):
+            folders.append((f"destinations.{name}.path_root", dest.path_root))
+    return [f"{key}: {problem}" for key, path in folders if path is not None and (problem := not_a_folder(path))]
+
+
+def not_a_folder(path: Path) -> str | None:
+    """Why ``path`` cannot be used as a folder (it, or a folder above it, is a file), or None."""
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return None
+        if candidate.exists() or candidate.is_symlink():
+            return f"{path} is not a folder" + ("" if candidate == path else f" ({candidate} is a file)")
+    return None
+
+
 class RoutingConfigError(ValueError):
     """The routing configuration is invalid; ``problems`` has one ``where: what`` line each."""
 
@@ -380,7 +418,11 @@ def load_routing(data: dict, base_dir: Path) -> RoutingConfig:
         config = RoutingConfig.model_validate(data)
     except ValidationError as exc:
         raise RoutingConfigError(format_validation_error(exc)) from None
-    return config.resolved(base_dir)
+    config = config.resolved(base_dir)
+    problems = folder_problems(config)
+    if problems:
+        raise RoutingConfigError(problems)
+    return config
 
 
 # --------------------------------------------------------------------------- secrets

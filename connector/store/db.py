@@ -15,6 +15,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from ..redact import redact_url
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -30,22 +32,37 @@ def normalize_url(url: str) -> str:
     return url
 
 
+SUPPORTED_URLS = "sqlite:///PATH, or postgresql://USER@HOST[:PORT]/DB with the psycopg driver (also written postgres:// or postgresql+psycopg://)"
+_DRIVERS = {"sqlite": ("pysqlite",), "postgresql": ("psycopg",)}
+
+
+def check_url(url: str) -> sa.engine.URL:
+    """``url`` parsed, or :class:`DatabaseError` saying why it cannot be used: not a URL, a port
+    that is not a number, a database or driver we do not support. The text never shows a
+    password (it is replaced by ``***``)."""
+    shown = redact_url(url)
+    try:
+        parsed = sa.engine.make_url(normalize_url(url))
+        parsed.port  # noqa: B018 - a non-numeric port only fails when read
+    except (sa.exc.ArgumentError, ValueError):
+        raise DatabaseError(f"database URL {shown!r} is not valid; supported: {SUPPORTED_URLS}") from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if driver not in _DRIVERS.get(backend, ()):
+        name = parsed.drivername
+        raise DatabaseError(f"database URL {shown!r}: {name!r} is not supported; supported: {SUPPORTED_URLS}")
+    return parsed
+
+
 def open_database(url: str, *, pool_size: int = 5) -> sa.Engine:
     """An engine for ``url``; the SQLite file's folder is created."""
-    url = normalize_url(url)
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise DatabaseError(f"database URL {url!r} is not valid: {exc}") from None
+    parsed = check_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_pragmas(engine)
         return engine
-    if parsed.get_backend_name() != "postgresql":
-        raise DatabaseError(f"database URL {url!r}: only sqlite and postgresql are supported")
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=5, pool_pre_ping=True)
+    return sa.create_engine(parsed, pool_size=pool_size, max_overflow=5, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(engine: sa.Engine) -> None:
