@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 import click
 import sqlalchemy as sa
 
+from ..input_files import InputFile
 from ..signing.trust import TrustStore, TrustStoreError
 from ..store.db import normalize_url
 from ..store.evidence import EvidenceStore
@@ -39,7 +40,7 @@ EXIT_BROKEN = 1
 PROGRESS_THRESHOLD = 5000
 
 _dir = click.Path(file_okay=False, path_type=Path)
-_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+_file = InputFile()
 
 
 @dataclass
@@ -242,7 +243,7 @@ def _progress(total: int) -> Iterator[Callable[[int], None] | None]:
 @click.argument("document_id")
 @click.pass_context
 def trail_cmd(ctx: click.Context, document_id: str) -> None:
-    """Show DOCUMENT_ID's life (sent or received) as a timeline."""
+    """Show DOCUMENT_ID's life (sent or received) as a timeline; a tracking id or an axis item id works too."""
     settings = _settings(ctx, evidence=False)
     with _database(settings.database) as engine:  # type: ignore[arg-type]
         try:
@@ -287,7 +288,7 @@ def export_cmd(ctx: click.Context, document_id: str | None, since: str | None, u
 
 
 @audit_group.command("verify-bundle")
-@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.argument("bundle", type=InputFile(dir_okay=True))
 @click.option("--tsa-ca", type=_file, metavar="FILE", help="The TSA's CA certificates (PEM); default: the bundle's.")
 @click.option("--trust", "trust_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR",
               help="Trust anchors the signer certificate must chain to.")

@@ -12,6 +12,7 @@ import click
 
 from ..daemon.config import ConfigError, load_config
 from ..engine.outbox import IntakeError
+from ..input_files import InputFile
 
 _config_option = click.option(
     "--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -115,8 +116,8 @@ def poll_cmd(config_path: Path, once: bool) -> None:
 
 @click.command("send")
 @_config_option
-@click.argument("document", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--attach", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.argument("document", type=InputFile())
+@click.option("--attach", "files", multiple=True, type=InputFile(),
               help="An attachment file (repeatable).")
 def send_cmd(config_path: Path, document: Path, files: tuple[Path, ...]) -> None:
     """Queue DOCUMENT (document JSON) with its attachments; prints the tracking id."""

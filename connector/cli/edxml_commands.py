@@ -12,14 +12,15 @@ import click
 
 from ..edxml.build import BuildError, build
 from ..edxml.errors import EdxmlError, Problem
-from ..edxml.files import ExtractError, document_from_json, extract_to
+from ..edxml.files import ExtractError, document_from_json, extract_to, make_folder, remove_folders
 from ..edxml.jsonform import JsonFormError, dumps, to_json
 from ..edxml.model import HUB_STATUS_CODES, PRIORITIES, STATUS_CODES, Edoc, Message, Status
 from ..edxml.parse import Parsed, parse
+from ..input_files import InputFile
 
 EXIT_INVALID = 1
 
-_file_arg = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
+_file_arg = InputFile()
 
 
 def _non_empty_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
@@ -220,7 +221,7 @@ def build_cmd(json_file: Path, attachments: tuple[Path, ...], packaging: str, ou
         _fail(f"{json_file}: {exc}")
     except RecursionError:
         _fail(f"{json_file}: the JSON nests too deeply to be read as a document")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    created = make_folder(output.parent)
     # A short name in the same folder (so the final rename stays on one file system): one
     # derived from the output's could pass the 255-byte limit on names.
     fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".tmp", dir=output.parent)
@@ -238,8 +239,9 @@ def build_cmd(json_file: Path, attachments: tuple[Path, ...], packaging: str, ou
         reasons = "; ".join(_built_problem(p, data) for p in problems) or str(exc)
         _fail(f"{json_file}: cannot build: {reasons}")
     finally:
-        if not moved:  # whatever went wrong, no temporary file is left behind
+        if not moved:  # whatever went wrong, no temporary file (nor folder made for it) is left behind
             tmp.unlink(missing_ok=True)
+            remove_folders(created)
     if any(p.severity == "error" for p in problems):
         click.echo(f"{json_file}: the document is not valid edXML:", err=True)
         for problem in problems:

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import click
 
+from ..input_files import InputFile
+
 
 @click.command("sandbox")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Data directory (created if missing).")
-@click.option("--agencies", "agencies_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="JSON list of agencies (organ_id, name, token, secret).")
+@click.option("--agencies", "agencies_file", type=InputFile(), help="JSON list of agencies (organ_id, name, token, secret).")
 @click.option("--latency-ms", type=click.IntRange(min=0), default=0, show_default=True, help="Delay added to every binding request.")
 @click.option("--failure-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Share of requests answered with a server failure.")
 @click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Share of connections closed without an answer.")
@@ -21,9 +23,9 @@ import click
 @click.option("--outage-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Length of the outage window.")
 @click.option("--admin-token", default=None, help="Token for /admin/faults (default: generated and printed).")
 @click.option("--seed", type=int, default=None, help="Seed of the fault generator (reproducible runs).")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Serve HTTPS with this PEM certificate (chain allowed).")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="The TLS certificate's PEM private key.")
-@click.option("--client-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Require a client certificate issued under this PEM CA bundle (mutual TLS).")
+@click.option("--tls-cert", type=InputFile(), default=None, help="Serve HTTPS with this PEM certificate (chain allowed).")
+@click.option("--tls-key", type=InputFile(), default=None, help="The TLS certificate's PEM private key.")
+@click.option("--client-ca", type=InputFile(), default=None, help="Require a client certificate issued under this PEM CA bundle (mutual TLS).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 def sandbox_cmd(
     port: int,

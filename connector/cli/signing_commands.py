@@ -14,6 +14,7 @@ import click
 
 from ..edxml.build import BuildError
 from ..edxml.errors import EdxmlError
+from ..edxml.files import make_folder, remove_folders
 from ..edxml.model import Edoc
 from ..edxml.parse import Parsed, parse
 from ..edxml.reader import element_path
@@ -25,11 +26,12 @@ from ..signing.sign import sign
 from ..signing.signer_check import signing_certificate_problems
 from ..signing.trust import TrustStore, TrustStoreError
 from ..signing.verify import TrustOptions, verify
+from ..input_files import InputFile
 
 EXIT_INVALID = 1
 DEFAULT_TRUST = Path(__file__).resolve().parents[2] / "certs" / "trust"
 
-_file = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
+_file = InputFile()
 
 
 def _fail(message: str) -> None:
@@ -153,15 +155,22 @@ def _load_key(key_file, cert_file, chain_file, passphrase, algorithm, config_fil
 def _sign_atomically(message: Edoc, key: SigningKey, output: Path):
     """Sign into a temporary file next to ``output``, then rename it: a failure leaves no
     partial output. The temporary name is short and fixed in form (``.tmp-XXXXXXXX.edxml``),
-    so an output name near the 255-byte limit still has room."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".edxml", dir=output.parent)
+    so an output name near the 255-byte limit still has room. Folders created for the output
+    are removed again when signing fails."""
+    created = make_folder(output.parent)
+    moved = False
     try:
-        with os.fdopen(fd, "wb") as fh:
-            info = sign(message, key, fh)
-        os.replace(tmp, output)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".edxml", dir=output.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                info = sign(message, key, fh)
+            os.replace(tmp, output)
+            moved = True
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if not moved:
+            remove_folders(created)
     return info
 
 

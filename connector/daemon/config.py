@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from ..input_files import not_regular_reason
 from ..redact import http_url_problem, redact_url
 from ..routing.config import RoutingConfig, folder_problems, not_a_folder
 
@@ -228,6 +229,9 @@ class Config(_Strict):
 def load_config(path: str | Path) -> Config:
     """Read and check the TOML file at ``path``."""
     path = Path(path)
+    odd = not_regular_reason(path)
+    if odd:  # reading a FIFO or a device would block or never end
+        raise ConfigError(f"configuration file {path} is {odd}")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

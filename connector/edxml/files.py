@@ -117,7 +117,7 @@ def extract_to(message: Message, directory: Path) -> list[Path]:
                 f"attachment {attachment.name!r} (ContentId {attachment.content_id!r}) has no content "
                 "(no ContentTransferEncoded element)"
             )
-    created = _make_folder(directory)
+    created = make_folder(directory)
     written: list[Path] = []
     try:
         root = directory.resolve()
@@ -137,8 +137,11 @@ def extract_to(message: Message, directory: Path) -> list[Path]:
     return written
 
 
-def _make_folder(directory: Path) -> list[Path]:
-    """Create ``directory`` (and missing parents); return the folders created, deepest first."""
+def make_folder(directory: Path) -> list[Path]:
+    """Create ``directory`` (and missing parents); return the folders created, deepest first.
+
+    Why: a command that fails after creating an output folder removes what it created
+    (:func:`remove_folders`), so a failed run leaves the tree as it found it."""
     missing = []
     path = directory.absolute()
     while not path.exists() and path.parent != path:
@@ -147,9 +150,18 @@ def _make_folder(directory: Path) -> list[Path]:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except BaseException:
-        _undo([], missing)
+        remove_folders(missing)
         raise
     return missing
+
+
+def remove_folders(created: list[Path]) -> None:
+    """Remove folders :func:`make_folder` created, deepest first, while they are empty."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _undo(written: list[Path], created: list[Path]) -> None:
@@ -159,11 +171,7 @@ def _undo(written: list[Path], created: list[Path]) -> None:
             path.unlink(missing_ok=True)
         except OSError:
             pass
-    for folder in created:
-        try:
-            folder.rmdir()
-        except OSError:
-            break
+    remove_folders(created)
 
 
 def _metadata(message: Message, attachments: list[Attachment], targets: list[Path]) -> str:

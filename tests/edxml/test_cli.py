@@ -650,3 +650,18 @@ def test_build_errors_name_the_json_key_not_a_line_of_the_unwritten_output(tmp_p
     assert "cannot build: subject: error: text content longer than" in result.stderr
     assert str(out) not in result.out and "line " not in result.out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["doc.json"]
+
+
+def test_a_failed_build_removes_the_folders_it_created_for_the_output(tmp_path):
+    data = edoc_json([])
+    data["other_info"]["priority"] = 9  # a validation error of the built document
+    doc = write_json(tmp_path / "doc.json", data)
+    (tmp_path / "kept").mkdir()
+    result = cli("build", "--json", doc, "-o", tmp_path / "kept" / "new" / "deeper" / "out.edxml")
+    assert result.code == 1, result
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["doc.json", "kept"]
+    assert list((tmp_path / "kept").iterdir()) == []  # the folder that was there stays, emptied of nothing
+    data["other_info"]["priority"] = 1
+    result = cli("build", "--json", write_json(doc, data), "-o", tmp_path / "kept" / "new" / "out.edxml")
+    assert result.code == 0, result
+    assert (tmp_path / "kept" / "new" / "out.edxml").is_file()

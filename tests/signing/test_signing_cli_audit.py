@@ -137,6 +137,19 @@ def test_the_temporary_file_is_short_and_not_derived_from_the_output(dev_pki, un
     assert len(seen[0]) < 30
 
 
+def test_a_failed_sign_leaves_no_file_and_removes_the_folders_it_created(dev_pki, unsigned, tmp_path, monkeypatch):
+    def token_gone(message, key, fh):
+        fh.write(b"<edXML")  # half a document, as a key failing mid-way leaves it
+        raise KeySourceError("token", "the PKCS#11 token was removed")
+
+    monkeypatch.setattr(signing_commands, "sign", token_gone)
+    out = tmp_path / "new" / "deeper" / "signed.edxml"
+    result = CliRunner().invoke(signing_commands.sign_cmd, [str(unsigned), str(out), *map(str, key_args(dev_pki))])
+    assert result.exit_code == 1, result.output
+    assert "the PKCS#11 token was removed" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- 3. trust folder
 
 
