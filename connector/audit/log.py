@@ -103,7 +103,8 @@ class AuditEvent:
     """One exchange step, as the engine reports it."""
 
     event: str  # "out.queued", "out.signed", "out.sent", "out.delivered", "out.status_received", "out.dead",
-    #             "in.received", "in.verified", "in.routed", "in.acknowledged", "in.rejected", "in.status_sent"
+    #             "in.received", "in.verified", "in.routed", "in.acknowledged", "in.rejected", "in.status_sent",
+    #             "in.fetch_given_up", "in.fetch_retried" (an axis item, by axis_id, never fetched)
     direction: Literal["out", "in"]
     document_id: str | None = None
     tracking_id: str | None = None

@@ -198,14 +198,16 @@ class LogReader:
         return (min(seqs), max(seqs)) if seqs else None
 
     def find(self, document_id: str) -> Iterator[tuple[dict[str, Any], str]]:
-        """Entries about one document (its document_id or tracking id), in log order."""
+        """Entries about one document (its document_id, tracking id or axis item id), in log order."""
         for row in self.archives():
             path = self.archive_path(row)
             for item in self._strict_items(row):
-                if item.kind == "entry" and document_id in (item.value["document_id"], item.value["tracking_id"]):
-                    yield item.value, f"archive file {path} line {item.line}"
+                value = item.value
+                if item.kind == "entry" and document_id in (value["document_id"], value["tracking_id"], value["axis_id"]):
+                    yield value, f"archive file {path} line {item.line}"
         yield from self.database_entries(where=sa.or_(audit_entries.c.document_id == document_id,
-                                                      audit_entries.c.tracking_id == document_id))
+                                                      audit_entries.c.tracking_id == document_id,
+                                                      audit_entries.c.axis_id == document_id))
 
     def head(self) -> tuple[int, str] | None:
         """(seq, entry_hash) of the newest entry."""

@@ -46,6 +46,7 @@ audit_entries = sa.Table(
 )
 sa.Index("ix_audit_entries_document", audit_entries.c.document_id)
 sa.Index("ix_audit_entries_tracking", audit_entries.c.tracking_id)
+sa.Index("ix_audit_entries_axis", audit_entries.c.axis_id)
 sa.Index("ix_audit_entries_at", audit_entries.c.at)
 
 audit_batches = sa.Table(

@@ -33,6 +33,8 @@ LABELS: dict[str, str] = {
     "in.acknowledged": "đã xác nhận với trục",
     "in.rejected": "đã từ chối",
     "in.status_sent": "đã gửi trạng thái xử lý",
+    "in.fetch_given_up": "không tải được từ trục, đã dừng thử lại",
+    "in.fetch_retried": "tải lại từ trục theo yêu cầu",
     "audit.archived": "lưu trữ nhật ký",
 }
 

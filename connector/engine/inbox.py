@@ -132,6 +132,8 @@ class Inbox:
         entry["state"] = "dead"
         entry["reason"] = (f"gave up fetching after {entry['attempts']} attempt(s) over "
                            f"{(entry['last_at'] - entry['first_at']) / 60:.0f} min: {error}")
+        failures.events.append(ExchangeEvent("in.fetch_given_up", "in", None, None, axis_id=item.item_id, detail={
+            "kind": kind, "sender": item.sender, "attempts": entry["attempts"], "error": error[:2000]}))
         ctx.observer.dead("in")
         ctx.doc_log(logging.ERROR, f"dead: {kind} {item.item_id} left on the axis, not fetched: {entry['reason']} "
                     f"(`resend {item.item_id}` tries again)", axis_id=item.item_id, exc_info=None if expected else exc)
@@ -142,6 +144,7 @@ class Inbox:
         if failures.entries.get(item_id, {}).get("state") != "dead":
             return False
         failures.forget(item_id)
+        failures.events.append(ExchangeEvent("in.fetch_retried", "in", None, None, axis_id=item_id))
         failures.save()
         return True
 
@@ -437,22 +440,40 @@ class FetchFailures:
     """Items the axis offers but would not serve, kept in the store's settings (JSON) under
     :data:`FETCH_FAILURES`: ``{axis item id: {kind, sender, state, attempts, first_at, last_at,
     next_at, last_error[, reason]}}``; ``state`` is ``retrying`` or ``dead`` (given up: left on
-    the axis, unacknowledged, until ``resend <item id>``). Read and written by the poller only
-    (it holds the poller lock), and by ``resend``."""
+    the axis, unacknowledged, until ``resend <item id>``). Written by the poller (it holds the
+    poller lock) and by ``resend``, which may run beside it: a save writes only the items this
+    instance changed, over what is stored now, so neither undoes the other."""
 
     def __init__(self, store, entries: dict[str, dict[str, Any]]):
         self.store = store
         self.entries = entries
-        self.changed = False
+        self.touched: set[str] = set()  # items changed (or forgotten) since the last save
+        self.events: list[ExchangeEvent] = []  # journaled (audit log) with the next save
 
     @classmethod
     def load(cls, store) -> "FetchFailures":
         return cls(store, read_fetch_failures(store))
 
     def save(self) -> None:
-        if self.changed:
-            self.store.set_setting(FETCH_FAILURES, json.dumps(self.entries, ensure_ascii=False, sort_keys=True))
-            self.changed = False
+        """Write the entries if they changed, with the events about them in one transaction:
+        an item given up on, or fetched again on request, is in the exchange log."""
+        if not (self.touched or self.events):
+            return
+        touched = {item_id: self.entries.get(item_id) for item_id in self.touched}
+
+        def merged(current: str | None) -> str:
+            entries = _decoded(current)
+            for item_id, entry in touched.items():
+                if entry is None:
+                    entries.pop(item_id, None)
+                else:
+                    entries[item_id] = entry
+            self.entries = entries
+            return json.dumps(entries, ensure_ascii=False, sort_keys=True)
+
+        self.store.update_setting(FETCH_FAILURES, merged, events=self.events)
+        self.touched = set()
+        self.events = []
 
     def due(self, item_id: str, now: float) -> bool:
         entry = self.entries.get(item_id)
@@ -462,12 +483,12 @@ class FetchFailures:
         entry = self.entries.setdefault(item_id, {"kind": kind, "sender": sender, "state": "retrying", "attempts": 0,
                                                   "first_at": now})
         entry.update(attempts=int(entry.get("attempts", 0)) + 1, last_at=now, last_error=error[:2000])
-        self.changed = True
+        self.touched.add(item_id)
         return entry
 
     def forget(self, item_id: str) -> None:
         if self.entries.pop(item_id, None) is not None:
-            self.changed = True
+            self.touched.add(item_id)
 
     def prune(self, kind: str, *, offered: set[str], stored: set[str]) -> None:
         """Drop what is settled: items now stored, and retrying items the axis no longer offers
@@ -480,7 +501,10 @@ class FetchFailures:
 
 def read_fetch_failures(store) -> dict[str, dict[str, Any]]:
     """The recorded fetch failures (see :class:`FetchFailures`); empty when none or unreadable."""
-    raw = store.get_setting(FETCH_FAILURES)
+    return _decoded(store.get_setting(FETCH_FAILURES))
+
+
+def _decoded(raw: str | None) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(raw) if raw else {}
     except ValueError:

@@ -401,6 +401,26 @@ class Store:
             if conn.execute(t.setting.update().where(t.setting.c.key == key).values(value=value)).rowcount == 0:
                 conn.execute(t.setting.insert().values(key=key, value=value))
 
+    def update_setting(self, key: str, change: Callable[[str | None], str], *, events: Iterable[Any] = ()) -> str:
+        """Replace the value under ``key`` by ``change(current value)``, with no other writer of
+        it in between; ``events`` are journaled in the same transaction. Returns the new value.
+
+        Why: two processes (the poller and an operator's command) may each change part of
+        one setting; a plain read then write would let the later one undo the other's change.
+        """
+        with self.transaction() as conn:
+            # A no-op write first: it takes the row's lock on PostgreSQL and the write lock on
+            # SQLite before the read, so the value read is the one replaced.
+            conn.execute(t.setting.update().where(t.setting.c.key == key).values(value=t.setting.c.value))
+            current = conn.execute(sa.select(t.setting.c.value).where(t.setting.c.key == key)).scalar()
+            value = change(current)
+            if current is None:
+                conn.execute(t.setting.insert().values(key=key, value=value))
+            else:
+                conn.execute(t.setting.update().where(t.setting.c.key == key).values(value=value))
+            self._record(conn, events)
+        return value
+
     # ------------------------------------------------------------------ reporting
 
     def summary(self, recent: int = 10) -> Summary:

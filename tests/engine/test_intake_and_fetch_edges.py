@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from connector.audit.trail import document_trail
 from connector.axis.errors import PermanentAxisError
 from connector.cli.daemon_commands import resend_cmd, send_cmd, status_cmd
 from connector.edxml.jsonform import to_json
@@ -124,7 +125,8 @@ class RefusingAxis:
 
 
 def test_one_unfetchable_item_does_not_block_the_others(make_side):
-    h16, g22 = make_side(H16, "vxp"), make_side(G22, "soap")  # g22 reads from the SOAP hub
+    h16 = make_side(H16, "vxp")
+    g22 = make_side(G22, "soap", audit=True)  # g22 reads from the SOAP hub, and keeps the exchange log
     docs = [submit_sample(h16, G22, n)[1] for n in (41, 42, 43)]
     h16.engine.send_due()
     pending = [i.item_id for i in g22.rt.axis.pending("edoc")]
@@ -144,6 +146,9 @@ def test_one_unfetchable_item_does_not_block_the_others(make_side):
     assert axis.tries[bad] == 3
     entry = read_fetch_failures(g22.store)[bad]
     assert entry["state"] == "dead" and entry["reason"].startswith("gave up fetching after 3 attempt(s)")
+    (given_up,) = [e for e in document_trail(g22.rt.db, bad) if e.event == "in.fetch_given_up"]
+    assert given_up.axis_id == bad and given_up.detail["attempts"] == 3  # in the exchange log, by axis item id
+    assert "the hub cannot read this document's file" in given_up.detail["error"]
     g22.engine.run_once()
     assert axis.tries[bad] == 3  # given up: not fetched again each round...
     status = CliRunner().invoke(status_cmd, ["--config", str(g22.site.config_path)])
@@ -155,7 +160,35 @@ def test_one_unfetchable_item_does_not_block_the_others(make_side):
     axis.refused.clear()
     resend = CliRunner().invoke(resend_cmd, ["--config", str(g22.site.config_path), bad])
     assert resend.exit_code == 0, resend.output
+    assert [e.event for e in document_trail(g22.rt.db, bad)][-1] == "in.fetch_retried"
     rounds(g22, times=2)
     got = sorted(json.loads((p / "metadata.json").read_text(encoding="utf-8"))["document_id"] for p in inbox_docs(g22))
     assert got == sorted(docs)
     assert read_fetch_failures(g22.store) == {}
+
+
+def test_a_resend_beside_a_poll_round_is_not_undone_by_the_rounds_save(tmp_path):
+    """The poller loads the failures at the start of a round and saves at its end; a `resend`
+    in between must survive that save (and the round's own changes must too)."""
+    from connector.engine.inbox import FetchFailures
+    from connector.store.db import migrate, open_database
+    from connector.store.repo import Store
+
+    engine = open_database(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate(engine)
+    store = Store(engine)
+    setup = FetchFailures.load(store)
+    setup.failed("dead-item", "edoc", G22, "the hub refused", 1.0)
+    setup.entries["dead-item"]["state"] = "dead"
+    setup.save()
+
+    poller = FetchFailures.load(store)  # a round starts
+    operator = FetchFailures.load(store)  # `resend dead-item` meanwhile
+    operator.forget("dead-item")
+    operator.save()
+    poller.failed("other-item", "edoc", G22, "timed out", 2.0)  # the round goes on
+    poller.save()
+
+    assert sorted(read_fetch_failures(store)) == ["other-item"]
+    assert read_fetch_failures(store)["other-item"]["attempts"] == 1
+    engine.dispose()
