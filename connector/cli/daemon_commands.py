@@ -63,14 +63,23 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
     """Queue summary (by state) and the most recent failures."""
     from ..engine.inbox import read_fetch_failures
 
+    from ..edxml.model import NOT_DELIVERED_CODES, status_label
+
     with _runtime(config_path, exclusive=False) as rt:
         s = rt.store.summary()
         fetch_failures = read_fetch_failures(rt.store)
+        not_delivered = rt.store.recipients_with_status(NOT_DELIVERED_CODES)
     data = {
         "outbound": s.outbound, "inbound": s.inbound, "recipients": s.recipients,
         "oldest_pending_age_s": round(s.oldest_pending_age, 1) if s.oldest_pending_age is not None else None,
         "recent_failures": [
             {k: (v if k != "updated_at" else _iso(v)) for k, v in f.items()} for f in s.recent_failures
+        ],
+        "not_delivered": [
+            {"tracking_id": r["outbound_id"], "document_id": r["document_id"], "recipient": r["recipient"],
+             "status_code": r["status_code"], "status_name": status_label(r["status_code"]),
+             "description": r["status_description"], "status_at": _iso(r["status_at"])}
+            for r in not_delivered
         ],
         "inbound_fetch_failures": [
             {"axis_item": item, "kind": f.get("kind"), "state": f.get("state"), "attempts": f.get("attempts"),
@@ -91,6 +100,12 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
         for f in s.recent_failures:
             click.echo(f"  {_iso(f['updated_at'])} {f['direction']} {f['id']} [{f['state']}, {f['attempts']} attempt(s)] "
                        f"{f['document_id'] or ''}: {f['last_error']}")
+    if not_delivered:
+        click.echo("documents a recipient did not get (rejected, or the hub could not forward them; newest first):")
+        for r in data["not_delivered"]:
+            said = f": {r['description']}" if r["description"] else ""
+            click.echo(f"  {r['status_at']} {r['tracking_id']} {r['document_id'] or ''} -> {r['recipient']}: "
+                       f"{r['status_code']} {r['status_name']}{said}")
     if fetch_failures:
         click.echo("inbound items the axis would not serve (not fetched; `resend <axis item>` retries a dead one):")
         for f in data["inbound_fetch_failures"]:

@@ -14,7 +14,7 @@ from ..edxml.build import BuildError, build
 from ..edxml.errors import EdxmlError, Problem
 from ..edxml.files import ExtractError, document_from_json, extract_to, make_folder, remove_folders
 from ..edxml.jsonform import JsonFormError, dumps, to_json
-from ..edxml.model import HUB_STATUS_CODES, PRIORITIES, STATUS_CODES, Edoc, Message, Status
+from ..edxml.model import PRIORITIES, Edoc, Message, Status, status_label
 from ..edxml.parse import Parsed, parse
 from ..input_files import InputFile
 
@@ -165,20 +165,11 @@ def _edoc_summary(doc: Edoc) -> str:
     return "\n".join(lines)
 
 
-def _status_label(code: str) -> str:
-    """The code's name: a QCVN 102:2016 code's, or the provincial hub's own (999)."""
-    if code in STATUS_CODES:
-        return STATUS_CODES[code]
-    if code in HUB_STATUS_CODES:
-        return f"{HUB_STATUS_CODES[code]} (provincial hub: forwarding to the national axis failed)"
-    return "(unknown code)"
-
-
 def _status_summary(status: Status) -> str:
     code = status.status_code or "-"
     lines = [
         "Thông điệp trạng thái (status)",
-        f"  Status      : {code} {_status_label(code)}",
+        f"  Status      : {code} {status_label(code)}",
         f"  From        : {_org(status.from_)}",
         *[f"  For         : {r.document_id or '-'} ({r.organ_id or '-'})" for r in status.response_for],
         f"  Description : {status.description or '-'}",

@@ -45,6 +45,24 @@ HUB_STATUS_CODES: dict[str, str] = {
     "999": "Gửi thất bại",
 }
 
+#: What each of the provincial hub's own codes means, in words for an operator.
+HUB_STATUS_MEANINGS: dict[str, str] = {
+    "999": "forwarding to the national axis failed",
+}
+
+#: Codes that say the document did not reach the recipient (rejected, or never forwarded).
+NOT_DELIVERED_CODES: tuple[str, ...] = ("02", "999")
+
+
+def status_label(code: str | None) -> str:
+    """A status code's name as users know it: QCVN 102:2016's, or the provincial hub's own
+    (999, with what it means); "(unknown code)" for any other."""
+    if code in STATUS_CODES:
+        return STATUS_CODES[code]
+    if code in HUB_STATUS_CODES:
+        return f"{HUB_STATUS_CODES[code]} (provincial hub: {HUB_STATUS_MEANINGS[code]})"
+    return "(unknown code)"
+
 PRIORITIES: dict[int, str] = {
     0: "Thường",
     1: "Khẩn",

@@ -33,7 +33,7 @@ from typing import Callable, Mapping, Union
 from lxml import etree
 
 from .errors import Problem, Severity
-from .model import BUSINESS_DOC_TYPES, DSIG_NS, HUB_STATUS_CODES, NS, PRIORITIES, STATUS_CODES, XLINK_NS
+from .model import BUSINESS_DOC_TYPES, DSIG_NS, HUB_STATUS_CODES, HUB_STATUS_MEANINGS, NS, PRIORITIES, STATUS_CODES, XLINK_NS
 from .parse import bare_cid, parse_bool, parse_date, parse_timestamp
 from .names import check_attachment_name
 from .reader import element_path
@@ -586,7 +586,7 @@ def _check_status_code(ctx: _Context, el: etree._Element, value: str) -> None:
     listed = ", ".join(f"{k} ({v})" for k, v in STATUS_CODES.items())
     found = "is empty" if not value else f"{_show(value)} is not a QCVN 102:2016 status code"
     if value in HUB_STATUS_CODES:
-        found += f" (the provincial hub's \"{HUB_STATUS_CODES[value]}\": forwarding to the national axis failed)"
+        found += f" (the provincial hub's \"{HUB_STATUS_CODES[value]}\": {HUB_STATUS_MEANINGS[value]})"
     ctx.add(el, "status-code", f"StatusCode {found}; expected one of {listed}")
 
 

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..edxml.model import status_label
 from .context import EngineContext
 from .inbox import Inbox
 from .outbox import Outbox, StatusRequest, refresh_directory
@@ -92,6 +93,7 @@ class Engine:
             "last_error": row["last_error"],
             "recipients": [
                 {"agency": r["recipient"], "state": r["state"], "status_code": r["status_code"],
+                 "status_name": status_label(r["status_code"]) if r["status_code"] else None,
                  "description": r["status_description"]}
                 for r in self.ctx.store.recipients(row["id"])
             ],

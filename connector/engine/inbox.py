@@ -26,7 +26,7 @@ from ..axis.transport import PendingItem
 from ..edxml.build import to_bytes
 from ..edxml.errors import EdxmlError
 from ..edxml.jsonform import to_json
-from ..edxml.model import Edoc, ResponseFor, Status
+from ..edxml.model import NOT_DELIVERED_CODES, Edoc, ResponseFor, Status, status_label
 from ..edxml.parse import parse
 from ..routing.delivery import Delivery, DeliveryError
 from ..routing.rules import RouteFacts, Unroutable
@@ -294,6 +294,11 @@ class Inbox:
                                                     description=status.description, at=at, events=event)
                     if out_id:
                         matched.append(out_id)
+                        if status.status_code in NOT_DELIVERED_CODES:
+                            ctx.doc_log(logging.WARNING, f"NOT DELIVERED to {status.from_.organ_id}: status "
+                                        f"{status.status_code} {status_label(status.status_code)}"
+                                        + (f": {status.description}" if status.description else ""),
+                                        document_id=answered.document_id, tracking_id=out_id)
                 facts = {"sender": status.from_.organ_id, "status_code": status.status_code,
                          "document_id": status.response_for[0].document_id if status.response_for else None}
                 if not matched:

@@ -158,8 +158,9 @@ class Refused(Exception):
 class Core:
     """What the hub and the axis share: one store, one set of pending lists and statuses."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, faults: Faults | None = None):
         self.store = store
+        self.faults = faults or Faults()
 
     # documents -----------------------------------------------------------
 
@@ -178,7 +179,7 @@ class Core:
             raise Refused("duplicate", f"document {sender_doc_id!r} from {sender} is already stored")
         self.store.keep(spool)
         try:
-            return self.store.add_document(
+            doc_id = self.store.add_document(
                 kind="edoc",
                 sender=sender,
                 recipients=recipients,
@@ -190,6 +191,19 @@ class Core:
             )
         except DuplicateDocument as exc:  # lost a race with the same document: the unique index decides
             raise Refused("duplicate", str(exc)) from None
+        if binding == "hub":
+            for recipient in recipients:
+                if self.faults.forward_fails(recipient):
+                    self._forwarding_failed(doc_id, recipient)
+        return doc_id
+
+    def _forwarding_failed(self, doc_id: int, organ_id: str) -> None:
+        """The hub could not forward ``doc_id`` to ``organ_id`` over the national axis: the
+        recipient never sees it, and the sender reads status 999 ("Gui that bai") about that
+        recipient, as the real hub records it when VXP ``sendEdoc`` fails."""
+        agency = self.store.agency(organ_id)
+        self.store.acknowledge(doc_id, organ_id, "forward-failed")
+        self._record_status(doc_id, agency, "999", "Gui that bai", binding="hub")
 
     def accept_status(self, spool: Spool, status: Status, *, sender: str, binding: str, dedupe: bool) -> int:
         """Keep a status message; it becomes pending (unread) for the original sender."""
@@ -242,27 +256,32 @@ class Core:
             return False
         was_pending = self.store.acknowledge(doc_id, agency.organ_id, outcome)
         if was_pending and outcome == "done" and doc.kind == "edoc":
-            meta = self.store.meta(doc_id)
-            status = Status(
-                from_=organization_of(agency),
-                response_for=[
-                    ResponseFor(
-                        organ_id=doc.sender,
-                        code=meta.get("code"),
-                        promulgation_date=_date(meta.get("promulgation_date")),
-                        document_id=doc.sender_doc_id,
-                    )
-                ],
-                staff_info=StaffInfo(department="Văn thư", staff="sandbox"),
-                status_code="01",
-                description="Đã đến",
-                timestamp=now_vn(),
-            )
-            try:
-                self.new_status(status, sender=agency.organ_id, binding=binding, dedupe=False)
-            except Refused as exc:  # the sender left the directory: nothing to tell
-                log.info("status 01 for %s not recorded: %s", doc_id, exc.text)
+            self._record_status(doc_id, agency, "01", "Đã đến", binding=binding)
         return True
+
+    def _record_status(self, doc_id: int, agency: Agency, code: str, description: str, *, binding: str) -> None:
+        """Status ``code`` about document ``doc_id``, from ``agency``, for the document's sender."""
+        doc = self.store.document(doc_id)
+        meta = self.store.meta(doc_id)
+        status = Status(
+            from_=organization_of(agency),
+            response_for=[
+                ResponseFor(
+                    organ_id=doc.sender,
+                    code=meta.get("code"),
+                    promulgation_date=_date(meta.get("promulgation_date")),
+                    document_id=doc.sender_doc_id,
+                )
+            ],
+            staff_info=StaffInfo(department="Văn thư", staff="sandbox"),
+            status_code=code,
+            description=description,
+            timestamp=now_vn(),
+        )
+        try:
+            self.new_status(status, sender=agency.organ_id, binding=binding, dedupe=False)
+        except Refused as exc:  # the sender left the directory: nothing to tell
+            log.info("status %s for %s not recorded: %s", code, doc_id, exc.text)
 
 
 def organization_of(agency: Agency) -> Organization:
@@ -303,7 +322,7 @@ class SandboxApp:
         self.store = store
         self.faults = faults
         self.admin_token = admin_token
-        self.core = Core(store)
+        self.core = Core(store, faults)
         self.hub = HubApp(self.core)
         self.vxp = VxpApp(self.core)
         self.started = time.time()

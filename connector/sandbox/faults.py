@@ -1,6 +1,6 @@
 """Fault injection: what a flaky hub or axis does to its clients, on demand.
 
-Four kinds, each settable by a CLI flag and changeable at run time (``/admin/faults``):
+Five kinds, each changeable at run time (``/admin/faults``), the first four also by a CLI flag:
 
 - ``latency_ms``: every binding request waits this long before it is handled (a client with
   a shorter read timeout sees a timeout);
@@ -8,7 +8,11 @@ Four kinds, each settable by a CLI flag and changeable at run time (``/admin/fau
   empty SOAP envelope; VXP: HTTP 503 ``status: FAIL``, ``ErrorCode: BUSY``);
 - ``drop_rate``: this share of connections is closed without any answer;
 - an outage window (``outage_start`` epoch seconds, ``outage_seconds``): every binding
-  request in the window gets HTTP 503.
+  request in the window gets HTTP 503;
+- ``forward_fail`` (agency codes): the provincial hub cannot forward documents to these
+  recipients over the national axis. A document sent through the hub (SOAP) to one of them
+  is accepted, but never becomes pending for it; instead the hub records status 999 ("Gui
+  that bai") for the sender, from that recipient, as the real hub does when ``sendEdoc`` fails.
 
 Faults apply to the bindings only, never to ``/admin`` or ``/healthz``. Decisions draw from
 one seeded random generator under a lock, so a given seed replays the same sequence.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from ..httpserver import DropConnection  # noqa: F401 - re-exported: the sandbox app raises it
@@ -32,6 +36,7 @@ class FaultSettings:
     drop_rate: float = 0.0
     outage_start: float | None = None
     outage_seconds: float = 0.0
+    forward_fail: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         if self.latency_ms < 0:
@@ -42,6 +47,8 @@ class FaultSettings:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.outage_seconds < 0:
             raise ValueError("outage_seconds must be >= 0")
+        if not isinstance(self.forward_fail, list) or not all(isinstance(c, str) and c for c in self.forward_fail):
+            raise ValueError("forward_fail must be a list of agency codes")
 
 
 
@@ -69,6 +76,11 @@ class Faults:
         with self._lock:
             return FaultSettings(**asdict(self._settings))
 
+    def forward_fails(self, organ_id: str) -> bool:
+        """Whether the hub cannot forward to ``organ_id`` (the ``forward_fail`` fault)."""
+        with self._lock:
+            return organ_id in self._settings.forward_fail
+
     def to_json(self) -> dict:
         with self._lock:
             out = asdict(self._settings)
@@ -83,7 +95,8 @@ class Faults:
         ``outage_start``; ``outage_start`` may be an ISO 8601 string; ``reset: true``
         clears everything first.
         """
-        allowed = {"latency_ms", "failure_rate", "drop_rate", "outage_start", "outage_seconds", "outage_in", "reset", "seed"}
+        allowed = {"latency_ms", "failure_rate", "drop_rate", "outage_start", "outage_seconds", "outage_in", "reset", "seed",
+                   "forward_fail"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
@@ -101,6 +114,8 @@ class Faults:
                 new.outage_start = parse_instant(changes["outage_start"])
             if "outage_in" in changes:
                 new.outage_start = time.time() + float(changes["outage_in"])
+            if "forward_fail" in changes:
+                new.forward_fail = changes["forward_fail"]
             new.check()
             self._settings = new
             if "seed" in changes:

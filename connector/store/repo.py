@@ -153,6 +153,19 @@ class Store:
             rows = conn.execute(sa.select(t.recipient).where(t.recipient.c.outbound_id == out_id).order_by(t.recipient.c.recipient))
             return [dict(r) for r in rows.mappings()]
 
+    def recipients_with_status(self, codes: Iterable[str], limit: int = 10) -> list[Row]:
+        """The newest recipients whose last status has one of ``codes``, with their document:
+        ``outbound_id, document_id, recipient, status_code, status_description, status_at``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.recipient.c.outbound_id, t.outbound.c.document_id, t.recipient.c.recipient,
+                          t.recipient.c.status_code, t.recipient.c.status_description, t.recipient.c.status_at)
+                .join(t.outbound, t.outbound.c.id == t.recipient.c.outbound_id)
+                .where(t.recipient.c.status_code.in_(list(codes)))
+                .order_by(t.recipient.c.status_at.desc()).limit(limit)
+            )
+            return [dict(r) for r in rows.mappings()]
+
     def find_outbound(self, ident: str) -> Row | None:
         """By tracking id, else by DocumentId (the newest edoc)."""
         row = self.outbound(ident)

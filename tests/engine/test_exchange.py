@@ -29,7 +29,8 @@ def test_documents_flow_both_ways_and_status_01_comes_back(make_side):
     for side, tracking, recipient in ((h16, t1, G22), (g22, t2, H16)):
         track = side.engine.track(tracking)
         assert track["state"] == "sent"
-        assert track["recipients"] == [{"agency": recipient, "state": "delivered", "status_code": "01", "description": "Đã đến"}]
+        assert track["recipients"] == [{"agency": recipient, "state": "delivered", "status_code": "01",
+                                        "status_name": "Đã đến", "description": "Đã đến"}]
     # nothing left pending on either side
     for side in (h16, g22):
         s = side.store.summary()
