@@ -4,9 +4,10 @@ Why: :func:`connector.signing.sign.sign` signs with whatever key it is given (te
 with odd certificates on purpose, and the verifier is where trust is decided). A person
 running ``cli.py sign`` with an expired certificate, another agency's, a CA's or a TLS
 server's gets a document every receiver refuses; saying so before signing costs nothing.
-These are the verifier's own rules for the signer certificate (validity, keyUsage,
-basicConstraints, extendedKeyUsage, the agency code of :mod:`.identity`), not chain
-building: whether the chain reaches a trust anchor is the receiver's question.
+These are the verifier's own rules for the signer certificate (validity; keyUsage,
+basicConstraints and extendedKeyUsage through :func:`.trust.leaf_extension_problems`; the
+agency code of :mod:`.identity`), not chain building: whether the chain reaches a trust
+anchor is the receiver's question.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import datetime as dt
 from cryptography import x509
 
 from .identity import agency_code_of
-from .trust import _EKU_NAMES, SIGNING_EKUS
+from .trust import leaf_extension_problems
 
 
 def signing_certificate_problems(
@@ -37,7 +38,7 @@ def signing_certificate_problems(
     elif at < not_before:
         problems.append(f"the certificate is not valid before {_day(not_before)}")
     try:
-        problems += _extension_problems(certificate)
+        problems += leaf_extension_problems(certificate)
     except ValueError:  # malformed extensions: the verifier cannot read them either
         problems.append("the certificate's extensions cannot be read")
     code = agency_code_of(certificate)
@@ -45,29 +46,6 @@ def signing_certificate_problems(
         problems.append(
             f"the certificate belongs to agency {code}, but the document comes from {sender} (From/OrganId)"
         )
-    return problems
-
-
-def _extension_problems(certificate: x509.Certificate) -> list[str]:
-    problems: list[str] = []
-    extensions = certificate.extensions
-    try:
-        if extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-            problems.append("the certificate is a CA certificate (BasicConstraints cA=TRUE), which cannot sign documents")
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        if not extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature:
-            problems.append("the certificate's key usage does not include digitalSignature")
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        usages = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return problems
-    if not SIGNING_EKUS.intersection(usages):
-        names = ", ".join(_EKU_NAMES.get(u, u.dotted_string) for u in usages)
-        problems.append(f"the certificate's extended key usage ({names}) allows no document signing")
     return problems
 
 

@@ -255,19 +255,53 @@ def _validate_weak(leaf: x509.Certificate, path: list[x509.Certificate],
 
 def _leaf_key_usage(_policy: object, _cert: x509.Certificate, ku: x509.KeyUsage) -> None:
     if not ku.digital_signature:
-        raise ValueError("keyUsage lacks digitalSignature")
+        raise ValueError("the certificate's key usage does not include digitalSignature")
 
 
 def _leaf_basic_constraints(_policy: object, _cert: x509.Certificate,
                             bc: x509.BasicConstraints | None) -> None:
     if bc is not None and bc.ca:
-        raise ValueError("a CA certificate cannot sign documents")
+        raise ValueError("the certificate is a CA certificate (BasicConstraints cA=TRUE), which cannot sign documents")
 
 
 def _leaf_eku(_policy: object, _cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
     if eku is not None and not SIGNING_EKUS.intersection(eku):
-        raise ValueError("extendedKeyUsage allows no document-signing purpose: "
-                         + ", ".join(_EKU_NAMES.get(o, o.dotted_string) for o in eku))
+        names = ", ".join(_EKU_NAMES.get(o, o.dotted_string) for o in eku)
+        raise ValueError(f"the certificate's extendedKeyUsage ({names}) allows no document signing")
+
+
+#: The document signer's extension rules: (extension, required, check). Chain validation
+#: applies them through :func:`_ee_policy`; :func:`leaf_extension_problems` asks them directly.
+_LEAF_RULES = (
+    (x509.KeyUsage, True, _leaf_key_usage),
+    (x509.BasicConstraints, False, _leaf_basic_constraints),
+    (x509.ExtendedKeyUsage, False, _leaf_eku),
+)
+
+
+def leaf_extension_problems(cert: x509.Certificate) -> list[str]:
+    """Why chain validation would refuse ``cert`` as a document signer for its extensions
+    (key usage, basic constraints, extended key usage); empty when it would not.
+
+    Why: a signer can be told before signing (``cli.py sign``) by the very rules the receiver
+    applies, instead of a second copy of them. Raises ValueError when the extensions cannot
+    be decoded at all.
+    """
+    problems: list[str] = []
+    for extension, required, check in _LEAF_RULES:
+        try:
+            value = cert.extensions.get_extension_for_class(extension).value
+        except x509.ExtensionNotFound:
+            if required:
+                problems.append(f"the certificate has no {extension.__name__} extension, which a document "
+                                "signer's certificate must carry")
+                continue
+            value = None
+        try:
+            check(None, cert, value)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def _ca_basic_constraints(_policy: object, _cert: x509.Certificate,
@@ -287,12 +321,11 @@ def _ca_eku(_policy: object, _cert: x509.Certificate, eku: x509.ExtendedKeyUsage
 
 
 def _ee_policy() -> ExtensionPolicy:
-    return (
-        ExtensionPolicy.permit_all()
-        .require_present(x509.KeyUsage, Criticality.AGNOSTIC, _leaf_key_usage)
-        .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, _leaf_basic_constraints)
-        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _leaf_eku)
-    )
+    policy = ExtensionPolicy.permit_all()
+    for extension, required, check in _LEAF_RULES:
+        add = policy.require_present if required else policy.may_be_present
+        policy = add(extension, Criticality.AGNOSTIC, check)
+    return policy
 
 
 def _ca_policy() -> ExtensionPolicy:

@@ -444,3 +444,27 @@ def test_create_dev_pki_names_what_made_it_regenerate(small_pki_dir, damage, rea
     assert (kept.created, kept.regenerated) == (False, "")
     other = create_dev_pki(small_pki_dir, agencies=one, ocsp_url="http://127.0.0.1:1/ocsp")
     assert "OCSP URL" in other.regenerated
+
+
+def test_sign_and_verify_share_the_signer_extension_rules(dev_pki):
+    """A certificate without KeyUsage: chain validation refuses it, so the check before
+    signing does too (one set of rules, trust.leaf_extension_problems, serves both)."""
+    from cryptography import x509 as x
+    from cryptography.hazmat.primitives import hashes
+
+    from connector.signing.devpki import agency_name
+    from connector.signing.trust import validate_chain
+
+    now = dt.datetime.now(dt.UTC)
+    issuing = dev_pki.issuing_ca
+    key = dev_pki.agencies[H16].private_key()
+    bare = (x.CertificateBuilder().subject_name(agency_name(H16, "UBND tỉnh Đắk Nông"))
+            .issuer_name(issuing.certificate.subject).public_key(key.public_key())
+            .serial_number(x.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+            .sign(issuing.private_key(), hashes.SHA256()))
+    before_signing = signing_certificate_problems(bare, sender=H16)
+    assert before_signing == ["the certificate has no KeyUsage extension, which a document signer's certificate must carry"]
+    chain = validate_chain(bare, dev_pki.intermediates, at=now, store=TrustStore.from_directory(dev_pki.trust_dir))
+    assert chain.verdict == "untrusted"
+    assert "2.5.29.15: Certificate is missing required extension" in chain.reason  # 2.5.29.15: keyUsage
