@@ -15,7 +15,7 @@ import requests
 from ..neterrors import short as _short
 from ..neterrors import tls_cause as _tls_cause
 from ..retry import RetryPolicy
-from .errors import AxisError, RetryableAxisError, TLSError, http_error_class
+from .errors import PermanentAxisError, ProtocolError, RetryableAxisError, TLSError, http_error_class
 
 T = TypeVar("T")
 
@@ -53,9 +53,13 @@ def request(
     timeout: float | tuple[float, float],
     **kwargs,
 ) -> requests.Response:
-    """Send; map transport failures to :class:`RetryableAxisError` (never a raw traceback)."""
+    """Send; map transport failures to :class:`RetryableAxisError` (never a raw traceback).
+
+    Redirects are not followed (a request carrying credentials must not be replayed to
+    another address): a 3xx answer is a :class:`PermanentAxisError` naming where it pointed.
+    """
     try:
-        return session.request(method, url, timeout=timeout, stream=True, allow_redirects=False, **kwargs)
+        response = session.request(method, url, timeout=timeout, stream=True, allow_redirects=False, **kwargs)
     except requests.Timeout as exc:
         raise RetryableAxisError(f"timed out: {_short(exc)}", operation=operation) from None
     except requests.exceptions.SSLError as exc:
@@ -65,7 +69,17 @@ def request(
             raise TLSError(f"TLS failure: {_short(exc)}", operation=operation) from None
         raise RetryableAxisError(f"connection failed: {_short(exc)}", operation=operation) from None
     except requests.RequestException as exc:
-        raise AxisError(f"HTTP request failed: {_short(exc)}", operation=operation) from None
+        raise PermanentAxisError(f"HTTP request failed: {_short(exc)}", operation=operation) from None
+    if 300 <= response.status_code < 400:
+        target = (response.headers.get("Location") or "nowhere").split("?", 1)[0].split("#", 1)[0]
+        response.close()
+        raise PermanentAxisError(
+            f"HTTP {response.status_code} redirect to {target[:200]}; redirects are not followed, "
+            "configure the final endpoint URL",
+            code=str(response.status_code),
+            operation=operation,
+        )
+    return response
 
 
 def raise_for_http(response: requests.Response, operation: str, detail: str = "") -> None:
@@ -84,13 +98,19 @@ def read_limited(response: requests.Response, limit: int, operation: str) -> byt
         for chunk in response.iter_content(1 << 16):
             total += len(chunk)
             if total > limit:
-                raise AxisError(f"answer larger than {limit} bytes", operation=operation)
+                raise ProtocolError(f"answer larger than {limit} bytes", operation=operation)
             chunks.append(chunk)
     except requests.RequestException as exc:
         raise RetryableAxisError(f"connection broke while reading the answer: {_short(exc)}", operation=operation) from None
     finally:
         response.close()
     return b"".join(chunks)
+
+
+def is_html(response: requests.Response) -> bool:
+    """True when the answer is labelled as a web page: what a proxy, load balancer or an
+    application server's error handler sends instead of the protocol's answer."""
+    return "html" in response.headers.get("Content-Type", "").lower()
 
 
 class SizedIterable:

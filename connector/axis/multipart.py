@@ -29,6 +29,11 @@ ENVELOPE_TYPE = "text/xml; charset=UTF-8"
 Encoding = Literal["binary", "base64"]
 
 
+class TruncatedBodyError(MultipartError):
+    """The body stopped inside a part or its headers (no closing boundary): a transfer cut short,
+    which a new attempt may complete, unlike a malformed body."""
+
+
 @dataclass
 class OutPart:
     """A part to send: its Content-ID (bare), type and content (streamed from ``data``)."""
@@ -170,8 +175,9 @@ def parse(
 ) -> Related:
     """Read a multipart/related body from ``stream``; the root is the ``start`` part (else the first).
 
-    Raises :class:`MultipartError` on a missing boundary, a truncated body, a part without a
-    usable Content-ID, or a limit exceeded. Spooled parts are closed on error.
+    Raises :class:`MultipartError` on a missing boundary, a part without a usable Content-ID,
+    or a limit exceeded, and its subclass :class:`TruncatedBodyError` when the body ends inside
+    a part. Spooled parts are closed on error.
     """
     ctype, params = split_content_type(content_type_value)
     boundary = params.get("boundary")
@@ -212,10 +218,10 @@ def _iter_parts(
         stream, boundary, max_total=limits.max_total, max_parts=limits.max_parts,
         max_header_bytes=limits.max_header_bytes, chunk=chunk, unfold_headers=True,
     )
-    while (headers := reader.next_part()) is not None:
+    while (headers := _truncation_aware(reader.next_part)) is not None:
         data = SpooledData(limits.spool_memory, spool_dir)
         try:
-            reader.read_body(data.write, limits.max_part_size)
+            _truncation_aware(lambda: reader.read_body(data.write, limits.max_part_size))
         except BaseException:
             data.close()
             raise
@@ -226,6 +232,19 @@ def _iter_parts(
             headers.get("content-type", "application/octet-stream"),
             data,
         )
+
+
+def _truncation_aware(step):
+    """Run a PartReader step, re-raising its "body ends inside ..." errors (the stream ended
+    before the closing boundary) as :class:`TruncatedBodyError`."""
+    try:
+        return step()
+    except TruncatedBodyError:
+        raise
+    except MultipartError as exc:
+        if str(exc).startswith("body ends inside"):
+            raise TruncatedBodyError(str(exc), exc.status) from None
+        raise
 
 
 # --------------------------------------------------------------------------- base64 parts
@@ -260,7 +279,7 @@ def decode_base64(data: AttachmentData, *, spool_memory: int = 1 << 20, spool_di
 
 
 __all__ = [
-    "OutPart", "InPart", "Related", "MultipartLimits", "MultipartError", "new_boundary", "content_type",
+    "OutPart", "InPart", "Related", "MultipartLimits", "MultipartError", "TruncatedBodyError", "new_boundary", "content_type",
     "body_length", "generate", "parse", "is_multipart", "decode_base64", "ROOT_CID",
     "ENVELOPE_TYPE", "BytesData",
 ]

@@ -21,19 +21,22 @@ GetTraces with a TimeStamp, GetOrganizations and CheckPermission.
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Callable, TypeVar
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 import requests
+import urllib3
 from lxml import etree
 
 from connector.edxml.build import build
 from connector.edxml.model import Edoc, Message, Status
 
 from . import multipart, soap_wire
-from ._http import SizedIterable, call_with_retries, new_session, raise_for_http, read_limited, request, retry_policy
-from .errors import AxisError, NotFoundError, ProtocolError, RetryableAxisError, ValidationError
+from ..neterrors import short as _short
+from ._http import SizedIterable, call_with_retries, is_html, new_session, raise_for_http, read_limited, request, retry_policy
+from .errors import AxisError, NotFoundError, ProtocolError, RetryableAxisError, ValidationError, http_error_class
 from .transport import Agency, FetchedInfo, Kind, PendingItem
 
 T = TypeVar("T")
@@ -110,27 +113,57 @@ class SoapHubAxis:
         return response
 
     def _answer(self, response: requests.Response, operation: str) -> tuple[etree._Element, multipart.Related | None]:
-        """The envelope root (and the parts, for SwA answers); the caller closes the parts."""
+        """The envelope root (and the parts, for SwA answers); the caller closes the parts.
+
+        Classification of answers that are not the contract's: a transfer cut short, an empty
+        body, an HTTP error status or a web page (a proxy's error page) are retryable; a complete
+        answer that is not a SOAP 1.1 envelope is a permanent :class:`ProtocolError`.
+        """
         ctype = response.headers.get("Content-Type", "")
         if multipart.is_multipart(ctype):
             try:
                 response.raw.decode_content = True
                 related = multipart.parse(response.raw, ctype, limits=self.limits, spool_dir=self.spool_dir)
+            except multipart.TruncatedBodyError as exc:
+                raise RetryableAxisError(f"multipart answer cut short: {exc}", operation=operation) from None
             except multipart.MultipartError as exc:
                 raise ProtocolError(f"unreadable multipart answer: {exc}", operation=operation) from None
-            except (requests.RequestException, OSError) as exc:
-                raise RetryableAxisError(f"connection broke while reading the answer: {exc}", operation=operation) from None
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                raise RetryableAxisError(f"connection broke while reading the answer: {_short(exc)}", operation=operation) from None
             finally:
                 response.close()
             try:
-                return soap_wire.parse_envelope(related.root_bytes()), related
+                return self._envelope(related.root_bytes(), response, operation), related
             except BaseException:
                 related.close()
                 raise
         data = read_limited(response, MAX_PLAIN_ANSWER, operation)
-        if response.status_code >= 400 and not data.strip():
-            raise_for_http(response, operation)
-        return soap_wire.parse_envelope(data), None
+        if not data.strip():
+            if response.status_code >= 400:
+                raise_for_http(response, operation)
+            raise RetryableAxisError(f"empty answer (HTTP {response.status_code}, no SOAP envelope)", operation=operation)
+        return self._envelope(data, response, operation), None
+
+    @staticmethod
+    def _envelope(data: bytes, response: requests.Response, operation: str) -> etree._Element:
+        """Parse the envelope; when it cannot be read, the HTTP status or Content-Type decides the class."""
+        try:
+            return soap_wire.parse_envelope(data)
+        except soap_wire.SoapWireError as exc:
+            ctype = response.headers.get("Content-Type", "") or "no Content-Type"
+            if response.status_code >= 400:
+                reason = f" {response.reason}" if response.reason else ""
+                raise http_error_class(response.status_code)(
+                    f"HTTP {response.status_code}{reason} without a SOAP answer ({exc.text})",
+                    code=str(response.status_code), operation=operation,
+                ) from None
+            if is_html(response):
+                raise RetryableAxisError(
+                    f"answered {ctype[:80]} instead of SOAP (a proxy's or server's error page?)", operation=operation
+                ) from None
+            if "xml" not in ctype.lower():
+                raise ProtocolError(f"answered {ctype[:80]} instead of SOAP: {exc.text}", operation=operation) from None
+            raise ProtocolError(exc.text, operation=operation) from None
 
     def _call_simple(self, operation: str, read: Callable[[etree._Element], T], *, safe: bool, **fields) -> T:
         """Send a zeep-built request and ``read`` the answer; both inside the retry loop, so an
@@ -138,10 +171,11 @@ class SoapHubAxis:
         envelope = self._simple_envelope(operation, **fields)
 
         def attempt() -> T:
-            root, related = self._answer(self._post(operation, envelope, soap_wire.SOAP_CONTENT_TYPE), operation)
-            if related is not None:
-                related.close()
-            return read(root)
+            with _naming(operation):
+                root, related = self._answer(self._post(operation, envelope, soap_wire.SOAP_CONTENT_TYPE), operation)
+                if related is not None:
+                    related.close()
+                return read(root)
 
         return call_with_retries(self.policy, attempt, safe=safe)
 
@@ -153,10 +187,11 @@ class SoapHubAxis:
         Never retried here."""
         if isinstance(message, Status):
             envelope = soap_wire.status_to_update_traces(message, self.organ_id, self.token)
-            root, related = self._answer(self._post("UpdateTraces", envelope, soap_wire.SOAP_CONTENT_TYPE), "UpdateTraces")
-            if related is not None:
-                related.close()
-            soap_wire.parse_report_response(root, "UpdateTraces")
+            with _naming("UpdateTraces"):
+                root, related = self._answer(self._post("UpdateTraces", envelope, soap_wire.SOAP_CONTENT_TYPE), "UpdateTraces")
+                if related is not None:
+                    related.close()
+                soap_wire.parse_report_response(root, "UpdateTraces")
             target = message.response_for[0].document_id if message.response_for else ""
             return f"trace:{target}:{message.status_code}"
         if not isinstance(message, Edoc):
@@ -166,10 +201,11 @@ class SoapHubAxis:
         body = SizedIterable(
             multipart.generate(envelope, parts, boundary), multipart.body_length(len(envelope), parts, boundary)
         )
-        root, related = self._answer(self._post("SendDocument", body, multipart.content_type(boundary)), "SendDocument")
-        if related is not None:
-            related.close()
-        return str(soap_wire.parse_send_document_response(root))
+        with _naming("SendDocument"):
+            root, related = self._answer(self._post("SendDocument", body, multipart.content_type(boundary)), "SendDocument")
+            if related is not None:
+                related.close()
+            return str(soap_wire.parse_send_document_response(root))
 
     def pending(self, kind: Kind = "edoc") -> list[PendingItem]:
         """``edoc``: GetPendingDocumentIds. ``status``: GetTraces WITHOUT TimeStamp, a destructive
@@ -190,13 +226,14 @@ class SoapHubAxis:
         envelope = self._simple_envelope("GetDocument", DocumentId=_hub_id(str(document_id)))
 
         def attempt():
-            root, related = self._answer(self._post("GetDocument", envelope, soap_wire.SOAP_CONTENT_TYPE), "GetDocument")
-            try:
-                return soap_wire.get_document_response_to_edoc(root, related.parts if related else {}), related
-            except BaseException:
-                if related is not None:
-                    related.close()
-                raise
+            with _naming("GetDocument"):
+                root, related = self._answer(self._post("GetDocument", envelope, soap_wire.SOAP_CONTENT_TYPE), "GetDocument")
+                try:
+                    return soap_wire.get_document_response_to_edoc(root, related.parts if related else {}), related
+                except BaseException:
+                    if related is not None:
+                        related.close()
+                    raise
 
         return call_with_retries(self.policy, attempt, safe=True)
 
@@ -286,6 +323,17 @@ def _write(message: Message, dest: BinaryIO, item_id: str, kind: Kind) -> Fetche
     except ValueError as exc:
         raise ValidationError(f"the received {kind} cannot be written as edXML: {exc}", operation="GetDocument") from None
     return FetchedInfo(item_id, writer.size, writer.digest.hexdigest(), kind)
+
+
+@contextmanager
+def _naming(operation: str) -> Iterator[None]:
+    """Errors raised by the wire readers (which do not know the call) name ``operation``."""
+    try:
+        yield
+    except AxisError as exc:
+        if exc.operation is None:
+            exc.operation = operation
+        raise
 
 
 def _report(operation: str) -> Callable[[etree._Element], soap_wire.HubReport]:

@@ -56,7 +56,7 @@ from connector.edxml.parse import guess_type
 from connector.edxml.reader import Limits, read
 
 from .errors import AxisError, ProtocolError, RetryableAxisError, UnknownRecipientError, ValidationError, hub_error_class
-from .multipart import OutPart, decode_base64
+from .multipart import MultipartError, OutPart, decode_base64
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 EDXML_NS = "http://www.e-doc.vn/Schema/"
@@ -419,6 +419,7 @@ def _unwrap(root: etree._Element, operation: str) -> etree._Element:
             operation=operation,
         )
     b = body(root)
+    raise_for_fault(b, operation)
     wrapper = _kid(b, f"{operation}Response")
     if wrapper is None:
         bare = _kid(b, "Report")
@@ -429,6 +430,18 @@ def _unwrap(root: etree._Element, operation: str) -> etree._Element:
     if report is not None:
         raise_for_report(parse_report(report), operation)
     return wrapper
+
+
+def raise_for_fault(b: etree._Element, operation: str) -> None:
+    """A SOAP Fault in the Body (the hub never sends one, but the ESB or a proxy in front of it
+    may): ``soap:Server`` faults are retryable, any other fault code is permanent."""
+    fault = b.find(_S + "Fault")
+    if fault is None:
+        return
+    code = (fault.findtext("faultcode") or "").strip()
+    reason = " ".join((fault.findtext("faultstring") or "").split())[:300] or "no faultstring"
+    cls = RetryableAxisError if code.rpartition(":")[2] == "Server" else SoapWireError
+    raise cls(f"the server answered with a SOAP Fault: {reason}", code=code or None, operation=operation)
 
 
 class EmptyBodyError(RetryableAxisError):
@@ -862,24 +875,36 @@ def _read_business(b: etree._Element | None) -> Business | None:
 def _attachments(root: etree._Element, parts: Mapping[str, object], base64_parts: bool) -> list[Attachment]:
     manifest = _kid(body(root), "Manifest")
     out: list[Attachment] = []
-    for ref in _kids(manifest, "Reference"):
-        href = ref.get("href") or ref.get("{%s}href" % XLINK_NS) or ""
-        cid = bare_content_id(href)
-        name = _text(ref, "AttachmentName") or cid
-        part = parts.get(cid)
-        if part is None:
-            raise ValidationError(f"the manifest names cid:{cid} but no such part was sent", code="R.AttachmentName")
-        data: AttachmentData = getattr(part, "data", part)  # an InPart or bare AttachmentData
-        if base64_parts:
-            data = decode_base64(data)
-        declared = getattr(part, "content_type", "") or ""
-        ctype = declared.split(";")[0].strip() if declared else ""
-        if not ctype or ctype in ("application/octet-stream", "text/plain"):
-            ctype = guess_type(name)
-        out.append(
-            Attachment(content_id=cid, name=name, content_type=ctype, description=_text(ref, "Description"), data=data)
-        )
+    try:
+        for ref in _kids(manifest, "Reference"):
+            out.append(_attachment(ref, parts, base64_parts))
+    except BaseException:
+        if base64_parts:  # the decoded copies are ours to release
+            for attachment in out:
+                attachment.data.close()  # type: ignore[union-attr]
+        raise
     return out
+
+
+def _attachment(ref: etree._Element, parts: Mapping[str, object], base64_parts: bool) -> Attachment:
+    """One manifest Reference as an Attachment (its part decoded from base64 text for GetDocument)."""
+    href = ref.get("href") or ref.get("{%s}href" % XLINK_NS) or ""
+    cid = bare_content_id(href)
+    name = _text(ref, "AttachmentName") or cid
+    part = parts.get(cid)
+    if part is None:
+        raise ValidationError(f"the manifest names cid:{cid} but no such part was sent", code="R.AttachmentName")
+    data: AttachmentData = getattr(part, "data", part)  # an InPart or bare AttachmentData
+    if base64_parts:
+        try:
+            data = decode_base64(data)
+        except MultipartError as exc:
+            raise SoapWireError(f"part <{cid}> (attachment {name!r}): {exc}") from None
+    declared = getattr(part, "content_type", "") or ""
+    ctype = declared.split(";")[0].strip() if declared else ""
+    if not ctype or ctype in ("application/octet-stream", "text/plain"):
+        ctype = guess_type(name)
+    return Attachment(content_id=cid, name=name, content_type=ctype, description=_text(ref, "Description"), data=data)
 
 
 def send_document_to_edoc(root: etree._Element, parts: Mapping[str, object]) -> SendDocumentRequest:
@@ -896,6 +921,7 @@ def get_document_response_to_edoc(root: etree._Element, parts: Mapping[str, obje
     decodes the base64-text parts into spooled files."""
     if is_empty(root):
         raise EmptyBodyError("the hub answered GetDocument with an empty SOAP Body", operation="GetDocument")
+    raise_for_fault(body(root), "GetDocument")
     report = _kid(body(root), "Report")
     if report is not None:
         raise_for_report(parse_report(report), "GetDocument")
@@ -914,7 +940,7 @@ __all__ = [
     "Credentials", "HubReport", "SimpleRequest", "SendDocumentRequest", "UpdateTracesRequest",
     "parse_envelope", "body", "header", "is_empty", "hub_document_id", "parse_hub_datetime", "format_date",
     "format_timestamp", "empty_envelope", "build_request", "parse_request", "build_report", "parse_report",
-    "raise_for_report", "report_response", "parse_report_response", "pending_ids_response",
+    "raise_for_report", "raise_for_fault", "report_response", "parse_report_response", "pending_ids_response",
     "parse_pending_ids_response", "send_document_response", "parse_send_document_response",
     "organizations_response", "parse_organizations_response", "status_to_update_traces",
     "update_traces_to_status", "traces_response", "parse_traces_response", "edoc_to_send_document",

@@ -19,11 +19,12 @@ from typing import Any, BinaryIO
 import requests
 
 from connector.edxml.build import build
+from connector.neterrors import short as _short
 from connector.edxml.model import Edoc, Message, Status
 
 from . import vxp_wire as wire
-from ._http import call_with_retries, new_session, raise_for_http, read_limited, request, retry_policy
-from .errors import AxisError, NotFoundError, ProtocolError, RetryableAxisError, ValidationError
+from ._http import call_with_retries, is_html, new_session, raise_for_http, read_limited, request, retry_policy
+from .errors import AxisError, NotFoundError, ProtocolError, RetryableAxisError, ValidationError, http_error_class
 from .transport import Agency, FetchedInfo, Kind, PendingItem
 
 MAX_JSON_ANSWER = 32 * 1024**2
@@ -86,15 +87,27 @@ class VxpAxis:
         return response
 
     def _json(self, response: requests.Response, operation: str) -> dict[str, Any]:
+        """The decoded OK answer; a FAIL answer, an HTTP error, a web page (a proxy's error page:
+        retryable) or anything but a JSON object with ``status`` raises the matching AxisError."""
         ctype = response.headers.get("Content-Type", "").lower()
         if "json" not in ctype:
             raise_for_http(response, operation)
             response.close()
-            raise ProtocolError(f"expected a JSON answer, got {ctype or 'no Content-Type'}", operation=operation)
+            if is_html(response):
+                raise RetryableAxisError(
+                    f"answered {ctype[:80]} instead of JSON (a proxy's or server's error page?)", operation=operation
+                )
+            raise ProtocolError(f"expected a JSON answer, got {ctype[:80] or 'no Content-Type'}", operation=operation)
         body = read_limited(response, MAX_JSON_ANSWER, operation)
-        if response.status_code >= 500 and not body.strip():
-            raise RetryableAxisError(f"HTTP {response.status_code}", code=str(response.status_code), operation=operation)
-        return wire.parse_answer(body, operation)
+        status = response.status_code
+        if status < 400:
+            return wire.parse_answer(body, operation)
+        try:
+            wire.parse_answer(body, operation)  # a FAIL answer raises its own class
+        except ProtocolError as exc:
+            detail = "empty body" if not body.strip() else exc.text
+            raise http_error_class(status)(f"HTTP {status} ({detail})", code=str(status), operation=operation) from None
+        raise http_error_class(status)(f"HTTP {status} with an OK answer", code=str(status), operation=operation)
 
     def _call_json(self, operation: str, *, safe: bool, **kwargs) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
@@ -138,15 +151,12 @@ class VxpAxis:
         finally:
             if temp:
                 os.unlink(temp)
-        doc_id = answer.get("DocId")
-        if not doc_id:
-            raise ProtocolError("sendEdoc answered OK without a DocId", operation="sendEdoc")
-        return str(doc_id)
+        return _doc_id(answer.get("DocId"), "sendEdoc", "DocId")
 
     def pending(self, kind: Kind = "edoc") -> list[PendingItem]:
         answer = self._call_json("getReceivedEdocList", safe=True, query={"messagetype": kind})
         items = []
-        for raw in answer.get("data") or []:
+        for raw in _records(answer, "getReceivedEdocList", "docId"):
             entry = wire.ReceivedItem.from_json(raw)
             self._kinds[entry.docId] = kind
             items.append(
@@ -156,17 +166,32 @@ class VxpAxis:
         return items
 
     def fetch(self, item_id: str, dest: BinaryIO) -> FetchedInfo:
-        """getEdoc, streamed into ``dest``. Retried only when nothing was written to ``dest`` yet."""
+        """getEdoc, streamed into ``dest``. A retry after a transfer broke part-way rewinds a
+        seekable ``dest`` to where it started (and truncates it); a non-seekable one cannot be
+        taken back, so the failure is raised (retryable) for the caller to restart."""
         written = [0]
+        start = dest.tell() if _seekable(dest) else None
 
         def attempt() -> FetchedInfo:
             if written[0]:
-                raise AxisError("getEdoc broke after writing part of the document", operation="getEdoc")
+                if start is None:
+                    raise RetryableAxisError(
+                        "getEdoc broke after writing part of the document to a stream that cannot be "
+                        "rewound; fetch again into an empty destination", operation="getEdoc"
+                    )
+                dest.seek(start)
+                dest.truncate()
+                written[0] = 0
             response = self._request("getEdoc", query={"docid": item_id})
             ctype = response.headers.get("Content-Type", "").lower()
             if "json" in ctype or response.status_code >= 400:
                 self._json(response, "getEdoc")  # raises for FAIL / HTTP errors
                 raise ProtocolError("getEdoc answered JSON OK instead of the document", operation="getEdoc")
+            if is_html(response):
+                response.close()
+                raise RetryableAxisError(
+                    f"answered {ctype[:80]} instead of the document (a proxy's or server's error page?)", operation="getEdoc"
+                )
             digest = hashlib.sha256()
             try:
                 for chunk in response.iter_content(CHUNK):
@@ -174,7 +199,7 @@ class VxpAxis:
                     dest.write(chunk)
                     written[0] += len(chunk)
             except requests.RequestException as exc:
-                raise RetryableAxisError(f"connection broke during getEdoc: {exc}", operation="getEdoc") from None
+                raise RetryableAxisError(f"connection broke during getEdoc: {_short(exc)}", operation="getEdoc") from None
             finally:
                 response.close()
             declared = response.headers.get(wire.H_CONTENT_SHA256)
@@ -220,7 +245,7 @@ class VxpAxis:
     def directory(self) -> list[Agency]:
         answer = self._call_json("getAgenciesList", safe=True)
         out = []
-        for raw in answer.get("data") or []:
+        for raw in _records(answer, "getAgenciesList", "code"):
             record = wire.AgencyRecord.from_json(raw)
             out.append(Agency(code=record.code, name=record.name or None, parent=record.pid or None,
                               email=record.mail or None, telephone=record.mobile or None, fax=record.fax or None))
@@ -229,7 +254,7 @@ class VxpAxis:
     def sent(self, doc_id: str | None = None) -> list[wire.SentItem]:
         """getSentEdocList: per-recipient send/receive state of what we sent."""
         answer = self._call_json("getSentEdocList", safe=True, query={"docid": doc_id} if doc_id else None)
-        return [wire.SentItem.from_json(raw) for raw in answer.get("data") or []]
+        return [wire.SentItem.from_json(raw) for raw in _records(answer, "getSentEdocList", "docId")]
 
     def close(self) -> None:
         self.session.close()
@@ -239,6 +264,36 @@ class VxpAxis:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _seekable(dest: BinaryIO) -> bool:
+    try:
+        return bool(dest.seekable()) and dest.tell() >= 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _doc_id(value: Any, operation: str, what: str) -> str:
+    """A document id from a JSON answer: a non-empty string or an integer, as a string."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise ProtocolError(f"{what} must be a non-empty string or integer, got {str(value)[:40]!r}", operation=operation)
+    return str(value).strip()
+
+
+def _records(answer: dict[str, Any], operation: str, key: str) -> list[dict[str, Any]]:
+    """``data`` of a list answer: a list of objects, each with an id field ``key``; the id is
+    normalised to a string (so the record classes never see a wrong shape)."""
+    data = answer.get("data")
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ProtocolError(f"'data' must be a list, got {type(data).__name__}", operation=operation)
+    out = []
+    for index, raw in enumerate(data):
+        if not isinstance(raw, dict):
+            raise ProtocolError(f"data[{index}] must be an object, got {type(raw).__name__}", operation=operation)
+        out.append({**raw, key: _doc_id(raw.get(key), operation, f"data[{index}].{key}")})
+    return out
 
 
 __all__ = ["VxpAxis", "NotFoundError"]

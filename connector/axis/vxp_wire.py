@@ -293,7 +293,7 @@ def parse_answer(body: bytes, operation: str) -> dict[str, Any]:
     """Decode a JSON answer; a FAIL becomes the matching :class:`AxisError` subclass."""
     try:
         answer = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: hostile nesting
         raise ProtocolError(f"answer is not JSON: {body[:80]!r}", operation=operation) from None
     if not isinstance(answer, dict) or "status" not in answer:
         raise ProtocolError("answer has no 'status'", operation=operation)
