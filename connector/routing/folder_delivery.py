@@ -16,6 +16,10 @@ document; temporary folders a killed process left behind are removed once they a
 old (younger ones may belong to another instance still writing). A second delivery of the same ``delivery_id`` finds the directory (its
 ``metadata.json`` names the delivery) and returns it untouched. A name held by another
 delivery gets a `` (2)`` suffix: nothing is ever overwritten.
+
+Errors are retryable (a full disk, a share gone away, a folder the connector may not write):
+they name the folder, or the attachment or evidence file that could not be read, and leave
+nothing under a visible name.
 """
 
 from __future__ import annotations
@@ -46,6 +50,13 @@ PARTIAL_PREFIX = ".partial-"
 STALE_PARTIAL_S = 3600.0
 
 
+class _ReadError(Exception):
+    """A source file (an attachment, the evidence) could not be opened or read."""
+
+    def __init__(self, what: str, error: OSError):
+        super().__init__(f"cannot read {what}: {error.strerror or error}")
+
+
 class FolderDestination:
     """Delivers into one directory per item under ``config.path``."""
 
@@ -62,7 +73,10 @@ class FolderDestination:
                 raise self._error(f"attachment {attachment.name!r} has no content to write", retryable=False)
         self._ensure_root()
         base = delivery_label(delivery)
-        existing = self._find(base, delivery.delivery_id)
+        try:
+            existing = self._find(base, delivery.delivery_id)
+        except OSError as exc:
+            raise self._error(f"cannot list folder {self.root}: {exc.strerror or exc}", retryable=True) from None
         if existing is not None:
             return str(existing)
         reserved = (METADATA_FILE, RAW_FILE) if self.config.keep_raw else (METADATA_FILE,)
@@ -71,11 +85,13 @@ class FolderDestination:
         try:
             temp.mkdir()
             for attachment, file_name in zip(attachments, names):
-                with attachment.data.open() as src:  # type: ignore[union-attr]
+                what = f"attachment {attachment.name!r}"
+                with _source(what, attachment.data.open) as src:  # type: ignore[union-attr]
                     _write(temp / file_name, src)
             raw_file = None
             if self.config.keep_raw:
-                with open(delivery.raw_path, "rb") as src:
+                what = f"the raw message {delivery.raw_path}"
+                with _source(what, lambda: open(delivery.raw_path, "rb")) as src:  # noqa: SIM115 - closed by the with
                     _write(temp / RAW_FILE, src)
                 raw_file = RAW_FILE
             extra = {
@@ -89,6 +105,8 @@ class FolderDestination:
             _write_bytes(temp / METADATA_FILE, metadata_bytes(delivery, extra))
             fsync_dir(temp)
             final = self._publish(temp, base, delivery.delivery_id)
+        except _ReadError as exc:
+            raise self._error(str(exc), retryable=True) from None
         except OSError as exc:
             raise self._error(f"cannot write into {self.root}: {exc.strerror or exc}", retryable=True) from None
         finally:
@@ -125,9 +143,13 @@ class FolderDestination:
         """Remove unfinished temporary folders left by a killed process (never a delivered one)."""
         import time
 
-        self._swept = True
         limit = time.time() - older_than
-        for entry in os.scandir(self.root):
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError:
+            return  # housekeeping only: tried again at the next delivery
+        self._swept = True
+        for entry in entries:
             if entry.name.startswith(PARTIAL_PREFIX) and entry.is_dir(follow_symlinks=False):
                 try:
                     if entry.stat(follow_symlinks=False).st_mtime < limit:
@@ -181,6 +203,30 @@ def _owner(folder: Path) -> str | None:
         return data.get("delivery", {}).get("id")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+class _source:  # noqa: N801 - used as a context manager, like open()
+    """``opener()`` as a context manager whose open and read failures are :class:`_ReadError`
+    naming ``what`` (a write failure stays an OSError about the destination)."""
+
+    def __init__(self, what: str, opener):
+        self._what, self._opener = what, opener
+
+    def __enter__(self):
+        try:
+            self._fh = self._opener()
+        except OSError as exc:
+            raise _ReadError(self._what, exc) from None
+        return self
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._fh.read(size)
+        except OSError as exc:
+            raise _ReadError(self._what, exc) from None
+
+    def __exit__(self, *exc_info) -> None:
+        self._fh.close()
 
 
 def _write(path: Path, src) -> None:

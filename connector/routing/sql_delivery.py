@@ -33,9 +33,11 @@ DMS gets one row set whatever happens. With ``attachments = "path"`` the files a
 ``path_root/<document id>__<delivery id>/`` (never over a different file) before the rows
 are written; a retry reuses files already there with the same SHA-256.
 
-Errors: the database unreachable (or the connection lost) is retryable; a missing table or
-column, a type the DMS's schema refuses, or an attachment over ``max_inline_bytes`` in bytea
-mode is permanent and says which.
+Errors: the database unreachable (or the connection lost) or read-only (a standby after a
+failover, a database put in read-only mode) is retryable, and so is an
+attachment that cannot be read or copied (named in the error); a missing table or column, a
+type or constraint the DMS's schema refuses, a database driver that is not installed, or an
+attachment over ``max_inline_bytes`` in bytea mode is permanent and says which.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ DOCUMENT_REQUIRED = ("delivery_id", "kind", "document_id", "metadata")
 DOCUMENT_OPTIONAL = ("sender", "code", "subject", "status_code", "received_at")
 ATTACHMENT_REQUIRED = ("delivery_id", "position", "name")
 ATTACHMENT_OPTIONAL = ("file_name", "content_id", "content_type", "size", "sha256")
+# SQLSTATEs the DB-API reports outside OperationalError that a later try can get past:
+# 25006 read_only_sql_transaction (PostgreSQL's answer from a standby or a read-only database)
+TRANSIENT_SQLSTATES = frozenset({"25006"})
 
 
 def example_tables(metadata: sa.MetaData, table: str = "edoc_documents",
@@ -183,7 +188,9 @@ class SqlDestination:
             raise self._error(f"table {exc} does not exist (see create_example_tables for the expected shape)",
                               retryable=False) from None
         except DBAPIError as exc:
-            retryable = exc.connection_invalidated or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+            retryable = (exc.connection_invalidated
+                         or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+                         or _sqlstate(exc.orig) in TRANSIENT_SQLSTATES)
             raise self._error(f"database error: {_first_line(exc.orig or exc)}", retryable=retryable) from None
         except SQLAlchemyError as exc:
             raise self._error(f"database error: {_first_line(exc)}", retryable=False) from None
@@ -211,7 +218,11 @@ class SqlDestination:
                 except SecretError as exc:
                     raise self._error(str(exc), retryable=False) from None
                 url = url.set(password=password)
-            self._engine = sa.create_engine(url, pool_pre_ping=True)
+            try:
+                self._engine = sa.create_engine(url, pool_pre_ping=True)
+            except ImportError as exc:  # the dialect's driver module is not installed
+                raise self._error(f"cannot load the database driver for {url.drivername!r}: {exc}",
+                                  retryable=False) from None
         return self._engine
 
     def _reflect(self, conn: Connection) -> tuple[sa.Table, sa.Table]:
@@ -269,8 +280,12 @@ class SqlDestination:
         if path is not None:
             values["path"] = str(path)
         else:
-            with attachment.data.open() as fh:
-                values["content"] = fh.read(self.config.max_inline_bytes + 1)
+            try:
+                with attachment.data.open() as fh:
+                    values["content"] = fh.read(self.config.max_inline_bytes + 1)
+            except OSError as exc:
+                raise self._error(f"cannot read attachment {attachment.name!r}: {exc.strerror or exc}",
+                                  retryable=True) from None
         return {k: v for k, v in values.items() if k in table.c}
 
     def _copy_files(self, delivery: Delivery, names: list[str]) -> list[Path]:
@@ -285,8 +300,12 @@ class SqlDestination:
                 if _sha256(target) != attachment.data.sha256:
                     raise self._error(f"{target} already exists with other content; not overwritten", retryable=False)
             else:
-                with attachment.data.open() as src:
-                    _write_new(target, src)
+                try:
+                    with attachment.data.open() as src:
+                        _write_new(target, src)
+                except OSError as exc:
+                    raise self._error(f"cannot copy attachment {attachment.name!r} to {target}: "
+                                      f"{exc.strerror or exc}", retryable=True) from None
             paths.append(target)
         return paths
 
@@ -340,6 +359,11 @@ def _write_new(target: Path, src) -> None:
         os.link(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _sqlstate(exc: BaseException | None) -> str | None:
+    """The SQLSTATE of a DB-API error (psycopg 3 ``sqlstate``, psycopg2 ``pgcode``), if it has one."""
+    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
 
 
 def _first_line(exc: BaseException) -> str:
