@@ -166,7 +166,9 @@ class SqlDestinationConfig(_Model):
     ``url`` is a SQLAlchemy URL without a password (``postgresql+psycopg://dms@db/dms``); the
     password comes from ``password_env`` or ``password_file``. ``attachments = "path"`` copies
     the files under ``path_root`` and stores their paths; ``"bytea"`` stores the bytes in the
-    row (one attachment at a time in memory, at most ``max_inline_bytes``).
+    row (one attachment at a time in memory, at most ``max_inline_bytes``). ``timeout_s``
+    bounds connecting, each statement and each wait for a lock (PostgreSQL), or the wait for a
+    locked database (SQLite): a DMS transaction holding the table must not hang delivery.
     """
 
     type: Literal["sql"]
@@ -178,6 +180,7 @@ class SqlDestinationConfig(_Model):
     attachments_table: str = "edoc_attachments"
     path_root: Path | None = None
     max_inline_bytes: int = Field(64 * 1024**2, gt=0)
+    timeout_s: float = Field(30.0, gt=0, le=3600)
 
     _env = field_validator("password_env")(_check_env_name)
 

@@ -72,6 +72,24 @@ ATTACHMENT_OPTIONAL = ("file_name", "content_id", "content_type", "size", "sha25
 TRANSIENT_SQLSTATES = frozenset({"25006"})
 
 
+def _timeouts(url: sa.engine.URL, seconds: float) -> dict[str, Any]:
+    """Driver arguments that bound every wait of a delivery to ``seconds``: connecting, each
+    statement and each lock wait on PostgreSQL; a locked database file on SQLite. Settings the
+    URL already carries (``?connect_timeout=``, ``?options=``) are left as written."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return {"timeout": seconds}
+    if backend != "postgresql":
+        return {}
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        args["connect_timeout"] = max(1, int(seconds + 0.999))
+    if "options" not in url.query:
+        ms = max(1, int(seconds * 1000))
+        args["options"] = f"-c statement_timeout={ms} -c lock_timeout={ms}"
+    return args
+
+
 def example_tables(metadata: sa.MetaData, table: str = "edoc_documents",
                    attachments_table: str = "edoc_attachments") -> tuple[sa.Table, sa.Table]:
     """The expected tables (see the module docstring) added to ``metadata``."""
@@ -219,7 +237,8 @@ class SqlDestination:
                     raise self._error(str(exc), retryable=False) from None
                 url = url.set(password=password)
             try:
-                self._engine = sa.create_engine(url, pool_pre_ping=True)
+                self._engine = sa.create_engine(url, pool_pre_ping=True,
+                                                connect_args=_timeouts(url, self.config.timeout_s))
             except ImportError as exc:  # the dialect's driver module is not installed
                 raise self._error(f"cannot load the database driver for {url.drivername!r}: {exc}",
                                   retryable=False) from None

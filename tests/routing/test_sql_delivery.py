@@ -155,3 +155,46 @@ def test_oversized_bytea_attachment_is_refused_before_any_write(tmp_path, make_d
         _dest(url, max_inline_bytes=4).deliver(make_delivery(attachments=[("big.pdf", b"%PDF-12345")]))
     assert not info.value.retryable
     assert _rows(url, "SELECT count(*) AS n FROM edoc_documents") == [{"n": 0}]
+
+
+def test_a_dms_transaction_holding_the_table_does_not_hang_delivery(db_url, make_delivery):
+    """The DMS holds a lock on its table (a long transaction): delivery gives up after
+    ``timeout_s`` with a retryable error, leaves no rows, and succeeds once the lock is gone."""
+    create_example_tables(db_url)
+    blocker = sa.create_engine(db_url, connect_args={"timeout": 0} if db_url.startswith("sqlite") else {})
+    dest = _dest(db_url, timeout_s=1)
+    outcome: list[BaseException | str] = []
+    with blocker.connect() as conn:
+        if db_url.startswith("sqlite"):
+            conn.exec_driver_sql("BEGIN EXCLUSIVE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+            conn.exec_driver_sql("LOCK TABLE edoc_documents IN ACCESS EXCLUSIVE MODE")
+
+        def deliver() -> None:
+            try:
+                outcome.append(dest.deliver(make_delivery("axis-lock:000.00.00.H16")))
+            except BaseException as exc:  # noqa: BLE001 - the test inspects it
+                outcome.append(exc)
+
+        worker = threading.Thread(target=deliver, daemon=True)
+        worker.start()
+        worker.join(60)  # without a bound, the delivery waits for the lock for ever
+        assert not worker.is_alive(), "delivery hung behind the DMS's lock"
+        conn.exec_driver_sql("ROLLBACK")
+    blocker.dispose()
+    (error,) = outcome
+    assert isinstance(error, DeliveryError) and error.retryable, error
+    assert "dms-db" in str(error) and ("lock" in str(error).lower() or "timeout" in str(error).lower()), str(error)
+    assert _rows(db_url, "SELECT count(*) AS n FROM edoc_documents") == [{"n": 0}]
+    assert dest.deliver(make_delivery("axis-lock:000.00.00.H16")) == "edoc_documents[delivery_id=axis-lock:000.00.00.H16]"
+    dest.close()
+
+
+def test_timeouts_leave_what_the_url_sets_alone():
+    from connector.routing.sql_delivery import _timeouts
+
+    pg = sa.engine.make_url("postgresql+psycopg://dms@db/dms")
+    assert _timeouts(pg, 2.5) == {"connect_timeout": 3, "options": "-c statement_timeout=2500 -c lock_timeout=2500"}
+    assert _timeouts(sa.engine.make_url("postgresql+psycopg://dms@db/dms?connect_timeout=7&options=-c%20x%3D1"), 2) == {}
+    assert _timeouts(sa.engine.make_url("sqlite:///x.db"), 4) == {"timeout": 4}
