@@ -10,6 +10,7 @@ backoff; sendEdoc and updateStatus are sent once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from datetime import datetime
@@ -19,13 +20,15 @@ from typing import Any, BinaryIO
 import requests
 
 from connector.edxml.build import build
-from connector.neterrors import short as _short
 from connector.edxml.model import Edoc, Message, Status
+from connector.neterrors import short as _short
 
 from . import vxp_wire as wire
 from ._http import call_with_retries, is_html, new_session, raise_for_http, read_limited, request, retry_policy
 from .errors import AxisError, NotFoundError, ProtocolError, RetryableAxisError, ValidationError, http_error_class
 from .transport import Agency, FetchedInfo, Kind, PendingItem
+
+log = logging.getLogger("connector.axis")
 
 MAX_JSON_ANSWER = 32 * 1024**2
 CHUNK = 1 << 16
@@ -224,7 +227,8 @@ class VxpAxis:
     def statuses_since(self, when: datetime | None = None) -> list[Status]:
         """VXP delivers statuses as edXML files (``pending("status")`` + ``fetch``), not as a
         time query: this lists the unacknowledged status messages, parses them, and does NOT
-        acknowledge them. ``when`` filters by the status's own Timestamp."""
+        acknowledge them. ``when`` filters by the status's own Timestamp. An item that is not a
+        readable edXML status is left out with a warning in the log (it stays pending)."""
         from connector.edxml.errors import EdxmlError
         from connector.edxml.parse import parse
 
@@ -236,7 +240,9 @@ class VxpAxis:
                 try:
                     with parse(fh, validate=False) as parsed:
                         message = parsed.message
-                except EdxmlError:
+                except EdxmlError as exc:  # one unreadable item must not hide the others; said, not dropped
+                    log.warning("getEdoc %s: status message cannot be read, left out of statuses_since: %s",
+                                item.item_id, "; ".join(str(p) for p in exc.problems[:3]))
                     continue
             if isinstance(message, Status) and (when is None or (message.timestamp and message.timestamp >= when)):
                 out.append(message)

@@ -83,3 +83,31 @@ def test_several_recipients_on_different_bindings(hub_client, vxp_client):
     assert [p.item_id for p in vxp_client(H41).pending()] == [doc_id]  # per-recipient pending
     vxp_client(H41).acknowledge(doc_id)
     assert sorted(s.from_.organ_id for s in hub_client(H16).statuses_since(None)) == sorted([G22, H41])
+
+
+def test_vxp_statuses_since_names_a_status_it_cannot_read(hub_client, vxp_client, monkeypatch, caplog):
+    """One unreadable status file is left out with a warning naming it, not dropped silently,
+    and the readable ones are still returned."""
+    import logging
+
+    doc = sample_edoc(G22, H41, 26)
+    doc_id = vxp_client(G22).send(doc)
+    hub_client(H41).acknowledge(doc_id)  # status 01 for G22
+    hub_client(H41).send(sample_status(doc, "03", by=H41))
+    client = vxp_client(G22)
+    items = [p.item_id for p in client.pending("status")]
+    assert len(items) == 2
+    real_fetch = client.fetch
+
+    def fetch(item_id, dest):
+        if item_id == items[0]:
+            dest.write(b"<not-edxml")  # what a damaged file on the axis would give
+            return None
+        return real_fetch(item_id, dest)
+
+    monkeypatch.setattr(client, "fetch", fetch)
+    with caplog.at_level(logging.WARNING, logger="connector.axis"):
+        statuses = client.statuses_since(None)
+    assert [s.status_code for s in statuses] == ["03"]
+    (record,) = [r for r in caplog.records if items[0] in r.getMessage()]
+    assert "cannot be read, left out of statuses_since" in record.getMessage()
