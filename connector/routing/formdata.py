@@ -116,6 +116,7 @@ class FormLimits:
     max_field_bytes: int = 16 * 1024**2
     max_file_bytes: int = 2 * 1024**3
     max_total: int = 4 * 1024**3
+    max_fields_total: int | None = None  # all non-file fields together (they are held in memory)
 
 
 @dataclass
@@ -125,8 +126,9 @@ class ReceivedFile:
     field: str
     filename: str
     content_type: str
-    path: Path
+    path: Path | None  # None: ``file_path`` declined it, the content was read and discarded
     size: int
+    index: int = 0  # the part's 1-based number in the body
 
 
 @dataclass
@@ -141,10 +143,11 @@ def parse_form(
     target_dir: Path,
     *,
     limits: FormLimits = FormLimits(),
-    file_path: Callable[[int, str], Path] | None = None,
+    file_path: Callable[[int, str], Path | None] | None = None,
 ) -> ParsedForm:
     """Read a form-data body; file parts (those with a ``filename``) go to files under
-    ``target_dir`` (``file_path(index, filename)`` picks the path, default ``part-<index>``).
+    ``target_dir`` (``file_path(index, filename)`` picks the path, default ``part-<index>``;
+    when it returns None the part is read, within the limits, and discarded).
 
     Raises :class:`~connector.multipart.MultipartError` (its ``status`` 400, 413 or 415 fits
     the HTTP answer); files written before the error are left for the caller to
@@ -161,21 +164,37 @@ def parse_form(
     reader = PartReader(
         stream, boundary, max_total=limits.max_total, max_parts=limits.max_parts, max_header_bytes=limits.max_header_bytes
     )
+    fields_size = 0
+
+    def keep(value: bytearray, name: str) -> Callable[[bytes], None]:
+        def sink(data: bytes) -> None:
+            nonlocal fields_size
+            fields_size += len(data)
+            if limits.max_fields_total is not None and fields_size > limits.max_fields_total:
+                raise MultipartError(f"the form fields (parts without a filename) are together over "
+                                     f"{limits.max_fields_total} bytes, at field {name!r} (part {reader.count})", 413)
+            value.extend(data)
+        return sink
+
     while (headers := reader.next_part()) is not None:
         name, filename = _disposition(headers.get("content-disposition", ""))
         if name is None:
             raise MultipartError(f"part {reader.count} has no Content-Disposition name")
         if filename is None:
             value = bytearray()
-            reader.read_body(value.extend, limits.max_field_bytes, f"field {name!r}")
+            reader.read_body(keep(value, name), limits.max_field_bytes, f"field {name!r}")
             form.fields.setdefault(name, []).append(bytes(value))
             continue
         path = choose(reader.count, filename)
-        with open(path, "xb") as out:
-            size = reader.read_body(out.write, limits.max_file_bytes, f"file {filename!r}")
-            out.flush()
-            os.fsync(out.fileno())
-        form.files.append(ReceivedFile(name, filename, headers.get("content-type", "application/octet-stream"), path, size))
+        if path is None:
+            size = reader.read_body(lambda data: None, limits.max_file_bytes, f"file {filename!r}")
+        else:
+            with open(path, "xb") as out:
+                size = reader.read_body(out.write, limits.max_file_bytes, f"file {filename!r}")
+                out.flush()
+                os.fsync(out.fileno())
+        form.files.append(ReceivedFile(name, filename, headers.get("content-type", "application/octet-stream"), path,
+                                       size, reader.count))
     return form
 
 

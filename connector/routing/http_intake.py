@@ -6,10 +6,12 @@ needs ``Authorization: Bearer <token>`` (compared in constant time); otherwise 4
 ``POST /documents``  ``multipart/form-data``: a ``metadata`` part (the document JSON,
     schemas/document.schema.json; attachment entries may leave out content_id, content_type,
     size and sha256) and one part per file (any field name, ``filename`` = the attachment's
-    name). Files are streamed into a folder of their own under ``spool_dir``; they are checked
-    as a folder drop is (:mod:`.intake_checks`), then ``submit(document, files)`` is called.
+    name; any other field without a filename is a 422). Files are streamed into a folder of
+    their own under ``spool_dir``; they are checked as a folder drop is (:mod:`.intake_checks`),
+    then ``submit(document, files)`` is called.
     202 ``{"tracking_id": ...}`` (and ``Location``); 422 ``{"error", "problems": [...]}`` for
-    bad input; 413 over a size limit. The request's spool folder is removed when the request
+    bad input; 400 for a malformed body or Content-Length, 411 without one, 413 over a size
+    limit, 415 when it is not form-data. The request's spool folder is removed when the request
     ends: ``submit`` copies or moves what it keeps.
 ``GET /documents/<tracking id>``  200 with ``track(id)`` as JSON, 404 when it returns None.
 ``POST /statuses``  a JSON status report (:mod:`.status_report`); 202 ``{"tracking_id": ...}``
@@ -126,7 +128,8 @@ def intake_app(
 def _authorize(environ: dict, expected: bytes) -> None:
     header = environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = header.partition(" ")
-    given = value.strip().encode("utf-8", "replace")
+    # PEP 3333: header values arrive decoded as ISO-8859-1; encoding back gives the bytes sent.
+    given = value.strip().encode("latin-1", "replace")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
         raise _Answer(401, "missing or wrong bearer token", headers=[("WWW-Authenticate", 'Bearer realm="edoc-connector intake"')])
 
@@ -144,10 +147,9 @@ def _body_stream(environ: dict, limit: int) -> BinaryIO:
     length = environ.get("CONTENT_LENGTH") or ""
     if not length.strip():
         raise _Answer(411, "a Content-Length (or a chunked body) is required")
-    try:
-        size = int(length)
-    except ValueError:
-        raise _Answer(400, f"Content-Length {length!r} is not a number") from None
+    if not length.strip().isascii() or not length.strip().isdigit():  # int() would take "-5", "+5", "1_0"
+        raise _Answer(400, f"Content-Length {length!r} is not a number")
+    size = int(length)
     if size > limit:
         raise _Answer(413, f"the body is {size} bytes, over the limit of {limit}")
     return _Bounded(stream, size, limit)
@@ -164,7 +166,15 @@ class _Bounded:
             if self.left <= 0:
                 return b""
             n = self.left if n < 0 else min(n, self.left)
-        data = self.stream.read(n)
+        try:
+            data = self.stream.read(n)
+        except ValueError:  # the server's de-chunker: a chunk size that is not hexadecimal
+            if self.left is not None:
+                raise
+            raise _Answer(400, "the chunked body is malformed: a chunk size line is not a hexadecimal number") from None
+        except OSError:  # the client stopped sending (or reset the connection) mid-body
+            raise _Answer(400, "the chunked body ends early (the client stopped sending)" if self.left is None
+                          else "the connection was lost while reading the body") from None
         self.total += len(data)
         if self.left is not None:
             self.left -= len(data)
@@ -182,7 +192,7 @@ def _post_document(environ: dict, submit: Submit, spool: Path, max_body: int, ma
         problems: list[str] = []
         taken: set[str] = set()
 
-        def file_path(index: int, filename: str) -> Path:
+        def file_path(index: int, filename: str) -> Path | None:
             reason = unsafe_reason(filename)
             key = normalized(filename).casefold()
             if reason:
@@ -192,17 +202,23 @@ def _post_document(environ: dict, submit: Submit, spool: Path, max_body: int, ma
             else:
                 taken.add(key)
                 return folder / normalized(filename)
-            return folder / f".rejected-part-{index}"
+            return None  # read and discarded: no placeholder file that a client's name could collide with
 
-        limits = FormLimits(max_field_bytes=MAX_METADATA_BYTES, max_file_bytes=max_file, max_total=max_body)
+        limits = FormLimits(max_field_bytes=MAX_METADATA_BYTES, max_file_bytes=max_file, max_total=max_body,
+                            max_fields_total=MAX_METADATA_BYTES)  # only "metadata" is used; fields are kept in memory
         try:
             form = parse_form(stream, environ.get("CONTENT_TYPE", ""), folder, limits=limits, file_path=file_path)
         except MultipartError as exc:
             raise _Answer(exc.status, f"cannot read the multipart body: {exc}") from None
+        problems += [f"field {name!r}: unexpected form field; send the document JSON as the field \"metadata\" and each "
+                     "file as a part with a filename" for name in form.fields if name != "metadata"]
         metadata = form.fields.get("metadata", [])
         if len(metadata) != 1:
+            as_files = [f"part {f.index} named \"metadata\" is a file {f.filename!r}; send it as a plain field, without a "
+                        "filename" for f in form.files if f.field == "metadata"]
+            hint = f" ({'; '.join(as_files)})" if as_files else ""
             problems.insert(0, "metadata: expected exactly one form field named \"metadata\" holding the document JSON"
-                               f", got {len(metadata)}")
+                               f", got {len(metadata)}{hint}")
             raise _Answer(422, "the document was not accepted", problems)
         try:
             document = parse_json(metadata[0], "metadata")
