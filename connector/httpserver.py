@@ -87,7 +87,13 @@ class _Handler(ServerHandler):
     dropped = False
 
     def handle_error(self):
-        if isinstance(sys.exc_info()[1], DropConnection):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, DropConnection):
+            self.dropped = True
+            return
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            # The client went quiet past the idle timeout, or away: nobody to answer.
+            log.info("connection from %s closed: %s", self.environ.get("REMOTE_ADDR", "?"), exc or type(exc).__name__)
             self.dropped = True
             return
         super().handle_error()
@@ -99,7 +105,9 @@ class _RequestHandler(WSGIRequestHandler):
             # The handshake runs here, in the connection's thread, not in the accept loop.
             self.request.settimeout(self.server.tls_handshake_timeout)
             self.request.do_handshake()
-            self.request.settimeout(None)
+        # A client that stops sending (a body shorter than its Content-Length, headers never
+        # finished) or stops reading is cut off after this long, not given a thread for ever.
+        self.request.settimeout(self.server.idle_timeout)
         super().setup()
 
     def get_environ(self):
@@ -149,6 +157,7 @@ class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     request_queue_size = 64
     ssl_context: ssl.SSLContext | None = None
     tls_handshake_timeout = 10.0
+    idle_timeout: float | None = 60.0  # seconds a connection may send or read nothing
 
     def get_request(self):
         sock, addr = super().get_request()
@@ -179,11 +188,14 @@ def tls_context(cert: str | Path, key: str | Path, client_ca: str | Path | None 
 
 
 class WsgiServer:
-    """A WSGI app served on ``host:port`` (port 0: a free one), optionally over TLS."""
+    """A WSGI app served on ``host:port`` (port 0: a free one), optionally over TLS. A
+    connection that sends or reads nothing for ``idle_timeout`` seconds is closed."""
 
-    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None):
+    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None,
+                 idle_timeout: float | None = 60.0):
         self.httpd = ThreadingWSGIServer((host, port), _RequestHandler)
         self.httpd.ssl_context = ssl_context
+        self.httpd.idle_timeout = idle_timeout
         self.httpd.set_app(app)
         self.host = host
         self.port = self.httpd.server_address[1]
