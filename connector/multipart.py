@@ -22,7 +22,7 @@ from collections.abc import Callable
 from email.message import Message as _HeaderMessage
 from typing import BinaryIO
 
-__all__ = ["CHUNK", "CRLF", "MultipartError", "PartReader", "split_content_type"]
+__all__ = ["CHUNK", "CRLF", "MultipartError", "PartReader", "TruncatedBodyError", "split_content_type"]
 
 CHUNK = 1 << 16
 CRLF = b"\r\n"
@@ -38,6 +38,11 @@ class MultipartError(ValueError):
     def __init__(self, message: str, status: int = 400):
         self.status = status
         super().__init__(message)
+
+
+class TruncatedBodyError(MultipartError):
+    """The body stopped inside a part or its headers (no closing boundary): a transfer cut
+    short, which a new attempt may complete, unlike a malformed body."""
 
 
 def split_content_type(value: str) -> tuple[str, dict[str, str]]:
@@ -130,7 +135,7 @@ class PartReader:
                 emit(buffer[:cut])
                 del buffer[:cut]
             if not self._fill():
-                raise MultipartError("body ends inside a part (no closing boundary)")
+                raise TruncatedBodyError("body ends inside a part (no closing boundary)")
 
     # ------------------------------------------------------------------ internals
 
@@ -161,7 +166,7 @@ class PartReader:
             if len(buffer) > max_bytes:
                 raise MultipartError(f"part headers over {max_bytes} bytes", 413)
             if not self._fill():
-                raise MultipartError("body ends inside part headers")
+                raise TruncatedBodyError("body ends inside part headers")
         if end > max_bytes:
             raise MultipartError(f"part headers over {max_bytes} bytes", 413)
         block = bytes(buffer[:end])

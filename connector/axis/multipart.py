@@ -22,16 +22,11 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from connector.edxml.model import AttachmentData, BytesData, SpooledData, bare_content_id
-from connector.multipart import CHUNK, CRLF, MultipartError, PartReader, split_content_type
+from connector.multipart import CHUNK, CRLF, MultipartError, PartReader, TruncatedBodyError, split_content_type
 
 ROOT_CID = "root"
 ENVELOPE_TYPE = "text/xml; charset=UTF-8"
 Encoding = Literal["binary", "base64"]
-
-
-class TruncatedBodyError(MultipartError):
-    """The body stopped inside a part or its headers (no closing boundary): a transfer cut short,
-    which a new attempt may complete, unlike a malformed body."""
 
 
 @dataclass
@@ -218,10 +213,10 @@ def _iter_parts(
         stream, boundary, max_total=limits.max_total, max_parts=limits.max_parts,
         max_header_bytes=limits.max_header_bytes, chunk=chunk, unfold_headers=True,
     )
-    while (headers := _truncation_aware(reader.next_part)) is not None:
+    while (headers := reader.next_part()) is not None:
         data = SpooledData(limits.spool_memory, spool_dir)
         try:
-            _truncation_aware(lambda: reader.read_body(data.write, limits.max_part_size))
+            reader.read_body(data.write, limits.max_part_size)
         except BaseException:
             data.close()
             raise
@@ -232,19 +227,6 @@ def _iter_parts(
             headers.get("content-type", "application/octet-stream"),
             data,
         )
-
-
-def _truncation_aware(step):
-    """Run a PartReader step, re-raising its "body ends inside ..." errors (the stream ended
-    before the closing boundary) as :class:`TruncatedBodyError`."""
-    try:
-        return step()
-    except TruncatedBodyError:
-        raise
-    except MultipartError as exc:
-        if str(exc).startswith("body ends inside"):
-            raise TruncatedBodyError(str(exc), exc.status) from None
-        raise
 
 
 # --------------------------------------------------------------------------- base64 parts
