@@ -9,6 +9,7 @@ backoff; sendEdoc and updateStatus are sent once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -159,7 +160,7 @@ class VxpAxis:
     def pending(self, kind: Kind = "edoc") -> list[PendingItem]:
         answer = self._call_json("getReceivedEdocList", safe=True, query={"messagetype": kind})
         items = []
-        for raw in _records(answer, "getReceivedEdocList", "docId"):
+        for raw in _records(answer, "getReceivedEdocList", "docId", _RECEIVED_TEXTS):
             entry = wire.ReceivedItem.from_json(raw)
             self._kinds[entry.docId] = kind
             items.append(
@@ -251,7 +252,7 @@ class VxpAxis:
     def directory(self) -> list[Agency]:
         answer = self._call_json("getAgenciesList", safe=True)
         out = []
-        for raw in _records(answer, "getAgenciesList", "code"):
+        for raw in _records(answer, "getAgenciesList", "code", _AGENCY_TEXTS):
             record = wire.AgencyRecord.from_json(raw)
             out.append(Agency(code=record.code, name=record.name or None, parent=record.pid or None,
                               email=record.mail or None, telephone=record.mobile or None, fax=record.fax or None))
@@ -260,7 +261,7 @@ class VxpAxis:
     def sent(self, doc_id: str | None = None) -> list[wire.SentItem]:
         """getSentEdocList: per-recipient send/receive state of what we sent."""
         answer = self._call_json("getSentEdocList", safe=True, query={"docid": doc_id} if doc_id else None)
-        return [wire.SentItem.from_json(raw) for raw in _records(answer, "getSentEdocList", "docId")]
+        return [wire.SentItem.from_json(raw) for raw in _records(answer, "getSentEdocList", "docId", _SENT_TEXTS)]
 
     def close(self) -> None:
         self.session.close()
@@ -286,9 +287,10 @@ def _doc_id(value: Any, operation: str, what: str) -> str:
     return str(value).strip()
 
 
-def _records(answer: dict[str, Any], operation: str, key: str) -> list[dict[str, Any]]:
+def _records(answer: dict[str, Any], operation: str, key: str, texts: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """``data`` of a list answer: a list of objects, each with an id field ``key``; the id is
-    normalised to a string (so the record classes never see a wrong shape)."""
+    normalised to a string (so the record classes never see a wrong shape), and so are the
+    text fields named in ``texts`` (see :func:`_text_fields`)."""
     data = answer.get("data")
     if data is None:
         return []
@@ -298,8 +300,43 @@ def _records(answer: dict[str, Any], operation: str, key: str) -> list[dict[str,
     for index, raw in enumerate(data):
         if not isinstance(raw, dict):
             raise ProtocolError(f"data[{index}] must be an object, got {type(raw).__name__}", operation=operation)
-        out.append({**raw, key: _doc_id(raw.get(key), operation, f"data[{index}].{key}")})
+        item_id = _doc_id(raw.get(key), operation, f"data[{index}].{key}")
+        fixed = _text_fields(raw, tuple(n for n in texts if n != key), operation, f"data[{index}]")
+        out.append({**raw, **fixed, key: item_id})
     return out
+
+
+def _text_fields(raw: dict[str, Any], names: tuple[str, ...], operation: str, where: str) -> dict[str, str]:
+    """The text fields of one list entry as strings: a number is written as text, null is
+    empty, and any other value (an object, a list, true/false) is dropped with a warning
+    naming the field. These fields are advisory (the sender and time that count are those
+    of the edXML itself), so one odd entry does not stop the list from being read."""
+    fixed: dict[str, str] = {}
+    for name in names:
+        if name not in raw:
+            continue
+        value = raw[name]
+        if isinstance(value, str):
+            continue
+        if value is None:
+            fixed[name] = ""
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            fixed[name] = str(value)
+        else:
+            log.warning("%s: %s.%s is %s, not text: ignored", operation, where, name, type(value).__name__)
+            fixed[name] = ""
+    return fixed
+
+
+def _text_names(record: type) -> tuple[str, ...]:
+    """The JSON names of a wire record's text fields (``from_`` is sent as ``from``)."""
+    names = (f.name for f in dataclasses.fields(record) if f.type == "str")
+    return tuple("from" if name == "from_" else name for name in names)
+
+
+_RECEIVED_TEXTS = _text_names(wire.ReceivedItem)
+_SENT_TEXTS = _text_names(wire.SentItem)
+_AGENCY_TEXTS = _text_names(wire.AgencyRecord)
 
 
 __all__ = ["VxpAxis", "NotFoundError"]

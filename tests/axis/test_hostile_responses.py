@@ -354,6 +354,37 @@ def test_vxp_directory_record_without_code_is_permanent(peer, vxp_peer):
     expect(PermanentAxisError, vxp_peer.directory, "getAgenciesList", "code")
 
 
+def test_vxp_list_entries_with_odd_text_fields_are_read_and_the_odd_fields_named(peer, vxp_peer, caplog):
+    entries = [
+        {"docId": "1", "from": {"code": H16}, "to": [G22], "status": True, "created_time": 20261127},
+        {"docId": 2, "from": H16, "to": None, "status": "new", "created_time": "2026-11-27T08:00:00"},
+    ]
+    peer.respond("200 OK", "application/json", _json({"status": "OK", "data": entries}))
+    with caplog.at_level("WARNING", logger="connector.axis"):
+        items = vxp_peer.pending()
+    assert [(i.item_id, i.sender, i.created) for i in items] == [
+        ("1", None, "20261127"),  # a number is written as text; an object is no sender
+        ("2", H16, "2026-11-27T08:00:00"),
+    ]
+    assert items[0].extra == {"status": "", "to": ""} and items[1].extra == {"status": "new", "to": ""}
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("data[0].from is dict" in m for m in warned), warned
+    assert any("data[0].to is list" in m for m in warned), warned
+    assert any("data[0].status is bool" in m for m in warned), warned
+    assert not any("data[1]" in m for m in warned), warned  # null is simply empty
+
+
+def test_vxp_directory_and_sent_lists_with_odd_text_fields_are_read(peer, vxp_peer):
+    peer.respond("200 OK", "application/json", _json({"status": "OK", "data": [
+        {"code": G22, "name": ["Văn phòng Chính phủ"], "pid": 0, "mail": None, "extra": {"level": 1}}]}))
+    [agency] = vxp_peer.directory()
+    assert (agency.code, agency.name, agency.parent, agency.email) == (G22, None, "0", None)
+    peer.respond("200 OK", "application/json", _json({"status": "OK", "data": [
+        {"docId": "9", "to": G22, "sendStatus": {"x": 1}, "receiveStatus": 1, "sendTime": None}]}))
+    [sent] = vxp_peer.sent("9")
+    assert (sent.to, sent.sendStatus, sent.receiveStatus, sent.sendTime) == (G22, "", "1", "")
+
+
 def test_vxp_error_status_with_an_ok_json_is_not_a_success(peer, vxp_peer):
     peer.respond("404 Not Found", "application/json", _json({"status": "OK", "data": []}))
     expect(PermanentAxisError, vxp_peer.pending, "getReceivedEdocList", "404")
