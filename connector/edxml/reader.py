@@ -402,11 +402,13 @@ class _TreeBuilder:
         self.count += 1
         if self.count > self.limits.max_elements:
             raise EdxmlError(
-                Problem(f"more than {self.limits.max_elements} elements", line=self._line(), code="limit")
+                Problem(f"more than {self.limits.max_elements} elements", line=self._line(), code="limit",
+                        path=self.child_path(name))
             )
         if len(self.stack) >= self.limits.max_depth:
             raise EdxmlError(
-                Problem(f"elements nest deeper than {self.limits.max_depth} levels", line=self._line(), code="limit")
+                Problem(f"elements nest deeper than {self.limits.max_depth} levels", line=self._line(), code="limit",
+                        path=self.child_path(name))
             )
         tag = _clark(name)
         nsmap, self.pending_ns = self.pending_ns, {}
@@ -491,7 +493,15 @@ class _TreeBuilder:
         self.texts[-1].append(data)
 
     def path(self) -> str:
-        return "/" + "/".join(etree.QName(e).localname for e in self.stack) if self.stack else ""
+        """Where the reader is: the open element's path, indexed as in the in-memory reader's
+        errors (among the same-named siblings read so far)."""
+        return _path_of(self.stack[-1]) if self.stack else ""
+
+    def child_path(self, name: str) -> str:
+        """The path the element ``name`` (an expat name) starting now would have."""
+        tag, local = _clark(name), _local(name)
+        same = sum(1 for child in self.stack[-1] if child.tag == tag) if self.stack else 0
+        return f"{self.path()}/{local}[{same + 1}]" if same else f"{self.path()}/{local}"
 
     def discard(self) -> None:
         for _, data in self.payloads:
@@ -572,9 +582,7 @@ def _read_small(data: bytes, limits: Limits, spool_dir: str | Path | None, on_tr
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
         if "Excessive depth" in (exc.msg or ""):
-            raise EdxmlError(
-                Problem(f"elements nest deeper than {limits.max_depth} levels", line=exc.lineno, code="limit")
-            ) from None
+            raise _too_deep(data, limits, exc.lineno) from None
         raise EdxmlError(
             Problem(f"not well-formed XML: {_libxml_message(exc)}", line=exc.lineno, code="not-well-formed")
         ) from None
@@ -612,6 +620,17 @@ def _read_small(data: bytes, limits: Limits, spool_dir: str | Path | None, on_tr
         raw.close()
         raise
     return raw
+
+
+def _too_deep(data: bytes, limits: Limits, line: int | None) -> EdxmlError:
+    """The error for an input libxml2 found nested too deeply to build a tree of: read again by
+    the streaming reader, which stops at the configured depth and names the element there."""
+    try:
+        _read_streaming(iter((data,)), limits, None).close()
+    except EdxmlError as exc:
+        if any(p.code == "limit" for p in exc.problems):
+            return exc
+    return EdxmlError(Problem(f"elements nest deeper than {limits.max_depth} levels", line=line, code="limit"))
 
 
 _PARSERS = threading.local()
@@ -722,10 +741,12 @@ def _check_tree(root: etree._Element, limits: Limits, input_size: int | None = N
         depth += 1
         count += 1
         if count > limits.max_elements:
-            raise EdxmlError(Problem(f"more than {limits.max_elements} elements", line=element.sourceline, code="limit"))
+            raise EdxmlError(Problem(f"more than {limits.max_elements} elements", line=element.sourceline,
+                                     code="limit", path=_path_of(element)))
         if depth > limits.max_depth:
             raise EdxmlError(
-                Problem(f"elements nest deeper than {limits.max_depth} levels", line=element.sourceline, code="limit")
+                Problem(f"elements nest deeper than {limits.max_depth} levels", line=element.sourceline, code="limit",
+                        path=_path_of(element))
             )
         text = element.text
         if text is not None and len(text) > limits.max_text and etree.QName(element).localname != _PAYLOAD:

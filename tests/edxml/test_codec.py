@@ -235,6 +235,25 @@ def test_limits_are_enforced_on_both_paths():
         parse(b"<edXML>" + b" " * 5000 + b"</edXML>", limits=Limits(max_bytes=1000, in_memory_below=0))
 
 
+def test_limit_errors_name_the_element_where_the_limit_is_crossed():
+    """Depth and element-count errors name the element (path) and line on every path: the
+    streaming reader, the in-memory reader's screen, and libxml2's own depth stop (beyond 256
+    levels, where there is no tree and the input is read again to find the place)."""
+    for levels in (60, 300):
+        deep = b"<edXML>\n<Subject>\n" + b"<a>" * levels + b"</a>" * levels + b"</Subject></edXML>"
+        for limits in (Limits(), STREAMING):
+            with pytest.raises(EdxmlError) as info:
+                parse(deep, limits=limits, source_name="deep.edxml")
+            [problem] = info.value.problems
+            assert problem.path == "/edXML/Subject" + "/a" * 39, (levels, limits, problem.path)  # level 41
+            assert problem.line == 3 and problem.source == "deep.edxml"
+    many = b"<edXML><Content>\n" + b"<a/>" * 30 + b"</Content></edXML>"
+    for limits in (Limits(max_elements=20), Limits(max_elements=20, in_memory_below=0)):
+        with pytest.raises(EdxmlError) as info:
+            parse(many, limits=limits)
+        assert [(p.path, p.line) for p in info.value.problems] == [("/edXML/Content/a[19]", 2)]  # the 21st element
+
+
 def test_broken_base64_is_reported_with_its_line():
     data = to_bytes(sample_edoc())
     start = data.index(b"<edXML:ContentTransferEncoded")
