@@ -35,7 +35,11 @@ Archiving
     :meth:`AuditLog.archive` moves whole sealed (and, with a TSA, stamped) batches older than
     a time into an archive file (see ``archive``), records it in ``audit_archives`` and appends
     an ``audit.archived`` entry carrying the file's SHA-256, all in one transaction after the
-    file is safely on disk.
+    file is safely on disk. When that transaction fails (the database's disk is full), the
+    file it wrote is removed again: the entries stay in the database, archived by a later run.
+
+A full disk (under the database or the archive folder) is
+:class:`~connector.durable.DiskFull` naming it; nothing half-written is left in the log.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from ..durable import writing
+from ..store.db import naming_full_database
 from ..store.evidence import EvidenceStore
 from .archive import write_archive
 from .records import Batch, batch_from_row, entry_fields, utc
@@ -169,7 +175,7 @@ class AuditLog:
 
     def record(self, event: AuditEvent) -> int:
         """Append ``event`` in a transaction of its own; returns its seq."""
-        with self.engine.begin() as conn:
+        with naming_full_database(self.engine), self.engine.begin() as conn:
             return self.append(conn, event)
 
     def _values(self, event: AuditEvent, *, internal: bool) -> dict[str, Any]:
@@ -236,7 +242,7 @@ class AuditLog:
             return None
         last: Batch | None = None
         while True:
-            with self.engine.begin() as conn:
+            with naming_full_database(self.engine), self.engine.begin() as conn:
                 lock_log(conn)
                 batch = self._seal_locked(conn)
             if batch is None:
@@ -301,7 +307,7 @@ class AuditLog:
                         self.last_tsa_error = str(exc)
                     log.warning("audit log: batch %s not time-stamped: %s", batch_id, exc)
                     return stamped
-                with self.engine.begin() as conn:
+                with naming_full_database(self.engine), self.engine.begin() as conn:
                     conn.execute(audit_batches.update()
                                  .where(audit_batches.c.id == batch_id, audit_batches.c.timestamp_token.is_(None))
                                  .values(timestamp_token=token))
@@ -351,49 +357,84 @@ class AuditLog:
         if before.tzinfo is None:
             raise AuditError("archive: 'before' must carry a time zone")
         directory = Path(directory).resolve()
-        with self.engine.begin() as conn:
-            lock_log(conn)
-            prev = conn.execute(sa.select(audit_archives).order_by(audit_archives.c.last_seq.desc())
-                                .limit(1)).mappings().first()
-            start = int(prev["last_seq"]) + 1 if prev else 1
-            candidates = conn.execute(sa.select(audit_batches).where(audit_batches.c.sealed_at < before)
-                                      .order_by(audit_batches.c.first_seq)).mappings().all()
-            chosen: list[Batch] = []
-            expected = start
-            for row in candidates:
-                batch = batch_from_row(row)
-                if batch.first_seq != expected or (self.tsa is not None and batch.timestamp_token is None):
-                    break
-                chosen.append(batch)
-                expected = batch.last_seq + 1
-            if not chosen:
-                if candidates and candidates[0]["first_seq"] != start:
-                    raise AuditIntegrityError(f"archive: the oldest batch starts at seq {candidates[0]['first_seq']}, "
-                                              f"expected {start}; run 'audit verify'")
-                return None
-            first, last = chosen[0].first_seq, chosen[-1].last_seq
-            rows = conn.execute(sa.select(audit_entries).where(audit_entries.c.seq.between(first, last))
-                                .order_by(audit_entries.c.seq)).mappings().all()
-            _check_segment(conn, rows, first, "archive", expected_last=last)
-            fields = [entry_fields(r) for r in rows]
-            created = utc(self._clock())
-            prev_sha = prev["sha256"] if prev else None
-            header = {"first_seq": first, "last_seq": last, "prev_archive_sha256": prev_sha,
-                      "created": format_time(created)}
-            path, sha = write_archive(directory, header, fields, chosen)
-            archive_id = int(prev["id"]) + 1 if prev else 1
-            conn.execute(audit_archives.insert().values(
-                id=archive_id, path=str(path), sha256=sha, prev_archive_sha256=prev_sha, first_seq=first,
-                last_seq=last, last_entry_hash=rows[-1]["entry_hash"], last_batch_id=chosen[-1].id,
-                first_at=utc(rows[0]["at"]), last_at=utc(rows[-1]["at"]), created=created))
-            conn.execute(audit_batches.delete().where(audit_batches.c.first_seq.between(first, last)))
-            conn.execute(audit_entries.delete().where(audit_entries.c.seq.between(first, last)))
-            event = AuditEvent(ARCHIVED_EVENT, INTERNAL_DIRECTION, detail={  # type: ignore[arg-type]
-                "archive": path.name, "sha256": sha, "first_seq": first, "last_seq": last,
-                "prev_archive_sha256": prev_sha})
-            self._append_locked(conn, self._values(event, internal=True))
+        written: list[tuple[Path, str]] = []
+        try:
+            with naming_full_database(self.engine), self.engine.begin() as conn:
+                done = self._archive_locked(conn, before, directory, written)
+        except BaseException:
+            self._remove_unrecorded(written)
+            raise
+        if done is None:
+            return None
+        path, first, last = done
         log.info("audit log: archived seq %d..%d to %s", first, last, path)
         return path
+
+    def _archive_locked(self, conn: sa.Connection, before: dt.datetime, directory: Path,
+                        written: list[tuple[Path, str]]) -> tuple[Path, int, int] | None:
+        """:meth:`archive` inside its transaction: (file, first seq, last seq), or None when
+        there is nothing to archive. The file written is added to ``written`` at once."""
+        lock_log(conn)
+        prev = conn.execute(sa.select(audit_archives).order_by(audit_archives.c.last_seq.desc())
+                            .limit(1)).mappings().first()
+        start = int(prev["last_seq"]) + 1 if prev else 1
+        candidates = conn.execute(sa.select(audit_batches).where(audit_batches.c.sealed_at < before)
+                                  .order_by(audit_batches.c.first_seq)).mappings().all()
+        chosen: list[Batch] = []
+        expected = start
+        for row in candidates:
+            batch = batch_from_row(row)
+            if batch.first_seq != expected or (self.tsa is not None and batch.timestamp_token is None):
+                break
+            chosen.append(batch)
+            expected = batch.last_seq + 1
+        if not chosen:
+            if candidates and candidates[0]["first_seq"] != start:
+                raise AuditIntegrityError(f"archive: the oldest batch starts at seq {candidates[0]['first_seq']}, "
+                                          f"expected {start}; run 'audit verify'")
+            return None
+        first, last = chosen[0].first_seq, chosen[-1].last_seq
+        rows = conn.execute(sa.select(audit_entries).where(audit_entries.c.seq.between(first, last))
+                            .order_by(audit_entries.c.seq)).mappings().all()
+        _check_segment(conn, rows, first, "archive", expected_last=last)
+        fields = [entry_fields(r) for r in rows]
+        created = utc(self._clock())
+        prev_sha = prev["sha256"] if prev else None
+        header = {"first_seq": first, "last_seq": last, "prev_archive_sha256": prev_sha,
+                  "created": format_time(created)}
+        with writing(directory):
+            path, sha = write_archive(directory, header, fields, chosen)
+        written.append((path, sha))
+        archive_id = int(prev["id"]) + 1 if prev else 1
+        conn.execute(audit_archives.insert().values(
+            id=archive_id, path=str(path), sha256=sha, prev_archive_sha256=prev_sha, first_seq=first,
+            last_seq=last, last_entry_hash=rows[-1]["entry_hash"], last_batch_id=chosen[-1].id,
+            first_at=utc(rows[0]["at"]), last_at=utc(rows[-1]["at"]), created=created))
+        conn.execute(audit_batches.delete().where(audit_batches.c.first_seq.between(first, last)))
+        conn.execute(audit_entries.delete().where(audit_entries.c.seq.between(first, last)))
+        event = AuditEvent(ARCHIVED_EVENT, INTERNAL_DIRECTION, detail={  # type: ignore[arg-type]
+            "archive": path.name, "sha256": sha, "first_seq": first, "last_seq": last,
+            "prev_archive_sha256": prev_sha})
+        self._append_locked(conn, self._values(event, internal=True))
+        return path, first, last
+
+    def _remove_unrecorded(self, written: list[tuple[Path, str]]) -> None:
+        """After a failed archive transaction (e.g. the database's disk is full): remove the
+        archive file it wrote, unless the log records it after all (a commit that reported an
+        error yet happened). Without this, a stray file beside the real archives would hold
+        entries the database still holds, and a later archive covering them too. When the
+        database cannot be asked, the file stays: a stray copy is harmless, a lost one is not."""
+        for path, sha in written:
+            try:
+                with self.engine.connect() as conn:
+                    recorded = conn.execute(sa.select(audit_archives.c.id)
+                                            .where(audit_archives.c.sha256 == sha)).first()
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("audit log: %s was written but the archiving failed, and whether the log records it "
+                            "cannot be checked now (%s); the file is kept", path, exc)
+                continue
+            if recorded is None:
+                path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------- helpers

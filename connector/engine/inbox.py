@@ -7,6 +7,10 @@ A permanent problem (malformed, signature refused by policy, invalid, unroutable
 quarantined with its reason, acknowledged as failed, and answered with status 02. A
 document already delivered under another axis id (same sender, DocumentId and bytes) is
 acknowledged and not delivered again. Status messages update our outbound documents.
+A full disk (spool, evidence, a folder destination, the database) is not the item's fault:
+the item keeps its state and attempts, the round stops (one line in the daemon's log naming
+the full folder), and the step runs again in a later round; nothing is acknowledged before
+the delivery it depends on is whole.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 from ..axis.errors import AuthenticationError, AxisError, NotFoundError, RetryableAxisError, TLSError
 from ..axis.transport import PendingItem
+from ..durable import DiskFull, as_disk_full, writing
 from ..edxml.build import to_bytes
 from ..edxml.errors import EdxmlError
 from ..edxml.jsonform import to_json
@@ -104,9 +109,12 @@ class Inbox:
     def _fetch(self, item_id: str):
         """The item's bytes, fetched into the evidence store."""
         ctx = self.ctx
-        fd, tmp = tempfile.mkstemp(suffix=".edxml", dir=_ensure(ctx.settings.spool_dir))
+        spool = ctx.settings.spool_dir
+        with writing(spool):
+            fd, tmp = tempfile.mkstemp(suffix=".edxml", dir=_ensure(spool))
         try:
-            with os.fdopen(fd, "w+b") as fh:
+            # writing() outside the file: closing it flushes, and may meet the full disk too
+            with writing(spool), os.fdopen(fd, "w+b") as fh:
                 ctx.axis.fetch(item_id, fh)
                 fh.seek(0)
                 return ctx.evidence.put_stream(fh)
@@ -188,8 +196,8 @@ class Inbox:
                 break
             try:
                 self.process_one(row)
-            except GateClosed:
-                raise
+            except (GateClosed, DiskFull):
+                raise  # not this item's fault: the round stops (process_one gave the row back)
             except Exception as exc:  # noqa: BLE001 - a bug must not strand the row: retry it later, loudly
                 self.ctx.doc_log(logging.ERROR, f"internal error while receiving: {exc!r}", document_id=row.get("document_id"),
                                  tracking_id=row["id"], exc_info=True)
@@ -222,11 +230,26 @@ class Inbox:
         except GateClosed:
             ctx.store.update_inbound(row["id"], ctx.settings.worker_id, {"claimed_by": None, "claimed_until": None})
             raise
+        except DiskFull as exc:
+            self._wait_for_space(row, exc)
         except (RetryableAxisError, DeliveryError, OSError) as exc:
+            full = as_disk_full(exc)  # e.g. a folder destination on a full disk
+            if full is not None:
+                self._wait_for_space(row, full)
             retryable = getattr(exc, "retryable", True)
             self._failed(row, f"{type(exc).__name__}: {exc}", retryable=retryable)
         except AxisError as exc:
             self._failed(row, f"{type(exc).__name__}: {exc}", retryable=True)
+
+    def _wait_for_space(self, row: dict[str, Any], exc: DiskFull) -> None:
+        """A full disk stopped this item's step: give the row back in the state it reached (no
+        attempt counted, never dead for it), due again after the first retry delay, and end
+        the round with ``exc`` (the daemon logs it once, in one line naming the folder)."""
+        ctx = self.ctx
+        ctx.observer.retried("in")
+        ctx.store.release_claim("inbound", row["id"], ctx.settings.worker_id, last_error=f"waiting for disk space: {exc}",
+                                next_attempt_at=time.time() + ctx.settings.retry.delay(1))
+        raise exc
 
     # ---- received -> delivered | quarantined
 
@@ -236,8 +259,11 @@ class Inbox:
         if row["kind"] == "status":
             return self._take_status(row, path)
         try:
-            checked = verify(path, ctx.trust, policy=ctx.policy, at=dt.datetime.fromtimestamp(row["received_at"], dt.timezone.utc),
-                             spool_dir=_ensure(ctx.settings.spool_dir), source_name=f"inbound {row['id']}")
+            spool = ctx.settings.spool_dir
+            with writing(spool):  # large attachments are decoded into spooled files there
+                checked = verify(path, ctx.trust, policy=ctx.policy,
+                                 at=dt.datetime.fromtimestamp(row["received_at"], dt.timezone.utc),
+                                 spool_dir=_ensure(spool), source_name=f"inbound {row['id']}")
         except EdxmlError as exc:
             return self._quarantine(row, f"not a readable edXML document: {exc}")
         with checked:

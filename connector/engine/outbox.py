@@ -5,6 +5,9 @@ the staging folder: ``document.json`` or ``status.json`` at its top, the attachm
 ``files/`` sub-folder, so an attachment may have any name, ``document.json`` included) -> signed (the exact bytes stored as evidence) -> sent (the axis's id).
 A retryable failure schedules the same step again with backoff; a permanent one, or too many
 failures, makes the document dead with the reason; ``resend`` puts it back in the queue.
+A full disk (staging, spool, evidence or database: :class:`~connector.durable.DiskFull`) is
+neither: the document is given back unchanged, no attempt counted, and the round stops, so
+the daemon logs one line naming the full folder; the step runs again in a later round.
 """
 
 from __future__ import annotations
@@ -20,14 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..durable import fsync_dir, write_synced
+from ..durable import DiskFull, as_disk_full, fsync_dir, write_synced, writing
 from ..axis.errors import AxisError, DuplicateError, RetryableAxisError
 from ..edxml.build import BuildError, build
 from ..edxml.errors import EdxmlError
 from ..edxml.files import ExtractError, document_from_json
 from ..edxml.jsonform import JsonFormError, from_json, to_json
 from ..edxml.model import STATUS_CODES, Edoc, ResponseFor, StaffInfo, Status, now_vn
-from ..signing.keys import KeySourceError
+from ..signing.keys import KeySourceError, KeyUnavailableError
 from ..signing.sign import sign
 from .context import EngineContext, GateClosed
 from .events import ExchangeEvent
@@ -130,17 +133,20 @@ class Outbox:
         return [c for c in codes if c not in directory]
 
     def _stage_and_queue(self, kind, data, files, sender, document_id, recipients, intake_key, events) -> str:
-        staging = Path(tempfile.mkdtemp(prefix="stage-", dir=_ensure(self.ctx.settings.outgoing_dir)))
+        outgoing = self.ctx.settings.outgoing_dir
+        with writing(outgoing):  # a full disk names the staging folder, not a temporary file in it
+            staging = Path(tempfile.mkdtemp(prefix="stage-", dir=_ensure(outgoing)))
         try:
-            if files:
-                attachments = staging / STAGED_FILES
-                attachments.mkdir()
-                for path in files:
-                    shutil.copyfile(path, attachments / path.name)
-                fsync_dir(attachments)
-            name = "document.json" if kind == "edoc" else "status.json"
-            write_synced(staging / name, json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"))
-            fsync_dir(staging)
+            with writing(outgoing):
+                if files:
+                    attachments = staging / STAGED_FILES
+                    attachments.mkdir()
+                    for path in files:
+                        shutil.copyfile(path, attachments / path.name)
+                    fsync_dir(attachments)
+                name = "document.json" if kind == "edoc" else "status.json"
+                write_synced(staging / name, json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"))
+                fsync_dir(staging)
             out_id, created = self.ctx.store.enqueue_outbound(
                 kind=kind, sender=sender, document_id=document_id, recipients=recipients, staging=str(staging),
                 intake_key=intake_key, events=events,
@@ -165,8 +171,8 @@ class Outbox:
                 break
             try:
                 self.send_one(row)
-            except GateClosed:
-                raise
+            except (GateClosed, DiskFull, KeyUnavailableError):
+                raise  # not this document's fault: the round stops (send_one gave the row back)
             except Exception as exc:  # noqa: BLE001 - a bug must not strand the row: retry it later, loudly
                 self.ctx.doc_log(logging.ERROR, f"internal error while sending: {exc!r}", document_id=row["document_id"],
                                  tracking_id=row["id"], exc_info=True)
@@ -202,9 +208,16 @@ class Outbox:
             )
             ctx.observer.sent(time.time() - row["created_at"])
             ctx.doc_log(logging.INFO, f"sent {row['kind']} (axis id {axis_id})", document_id=document_id, tracking_id=out_id, axis_id=axis_id)
+        except DiskFull as exc:
+            self._wait_for_space(row, exc)
         except RetryableAxisError as exc:
             self._failed(row, str(exc), retryable=True)
+        except KeyUnavailableError as exc:
+            self._wait_for_key(row, exc)
         except (AxisError, EdxmlError, BuildError, ExtractError, JsonFormError, KeySourceError, OSError) as exc:
+            full = as_disk_full(exc)
+            if full is not None:
+                self._wait_for_space(row, full)
             self._failed(row, f"{type(exc).__name__}: {exc}", retryable=False)
         except GateClosed as exc:
             ctx.store.update_outbound(out_id, worker, {"claimed_by": None, "claimed_until": None, "last_error": str(exc)})
@@ -220,18 +233,42 @@ class Outbox:
 
     def _build(self, message) -> str:
         ctx = self.ctx
-        fd, tmp = tempfile.mkstemp(suffix=".edxml", dir=_ensure(ctx.settings.spool_dir))
+        spool = ctx.settings.spool_dir
+        with writing(spool):
+            fd, tmp = tempfile.mkstemp(suffix=".edxml", dir=_ensure(spool))
         try:
-            with os.fdopen(fd, "wb") as out:
-                if isinstance(message, Edoc):
-                    if ctx.key is None:
-                        raise KeySourceError("signing", "no signing key is configured")
-                    sign(message, ctx.key, out)
-                else:
-                    build(message, out)
+            with writing(spool):
+                with os.fdopen(fd, "wb") as out:
+                    if isinstance(message, Edoc):
+                        if ctx.key is None:
+                            raise KeySourceError("signing", "no signing key is configured")
+                        sign(message, ctx.key, out)
+                    else:
+                        build(message, out)
             return ctx.evidence.put_file(tmp).sha256
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+    def _wait_for_space(self, row: dict[str, Any], exc: DiskFull) -> None:
+        """A full disk stopped this step: give the row back as it was (no attempt counted, never
+        dead for it), due again after the first retry delay, and end the round with ``exc``
+        (the daemon logs it once, in one line naming the folder)."""
+        ctx = self.ctx
+        ctx.observer.retried("out")
+        ctx.store.release_claim("outbound", row["id"], ctx.settings.worker_id, last_error=f"waiting for disk space: {exc}",
+                                next_attempt_at=time.time() + ctx.settings.retry.delay(1))
+        raise exc
+
+    def _wait_for_key(self, row: dict[str, Any], exc: KeyUnavailableError) -> None:
+        """The signing key cannot sign for now (token out, not answering): nothing is wrong with
+        the document, and every other one would fail the same way. So, as for a full disk, the
+        row goes back as it was (no attempt counted, never dead for it) and the round ends with
+        ``exc``, logged once; the key source reopens the token at the next attempt."""
+        ctx = self.ctx
+        ctx.observer.retried("out")
+        ctx.store.release_claim("outbound", row["id"], ctx.settings.worker_id, last_error=f"waiting for the signing key: {exc}",
+                                next_attempt_at=time.time() + ctx.settings.retry.delay(1))
+        raise exc
 
     def _failed(self, row: dict[str, Any], error: str, *, retryable: bool) -> None:
         ctx = self.ctx

@@ -19,7 +19,9 @@ delivery gets a `` (2)`` suffix: nothing is ever overwritten.
 
 Errors are retryable (a full disk, a share gone away, a folder the connector may not write):
 they name the folder, or the attachment or evidence file that could not be read, and leave
-nothing under a visible name.
+nothing under a visible name. A full disk is chained to a
+:class:`~connector.durable.DiskFull` naming the folder, so the engine waits for space rather
+than counting the attempt.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from connector.durable import fsync_dir
+from connector.durable import NO_SPACE_ERRNOS, DiskFull, fsync_dir
 from connector.edxml.model import CHUNK
 
 from .config import FolderDestinationConfig
@@ -108,7 +110,8 @@ class FolderDestination:
         except _ReadError as exc:
             raise self._error(str(exc), retryable=True) from None
         except OSError as exc:
-            raise self._error(f"cannot write into {self.root}: {exc.strerror or exc}", retryable=True) from None
+            raise self._error(f"cannot write into {self.root}: {exc.strerror or exc}", retryable=True) \
+                from self._cause(exc)
         finally:
             if temp.exists():
                 shutil.rmtree(temp, ignore_errors=True)  # our own unfinished temporary folder
@@ -121,6 +124,12 @@ class FolderDestination:
 
     def _error(self, message: str, *, retryable: bool) -> DeliveryError:
         return DeliveryError(message, destination=self.name, retryable=retryable)
+
+    def _cause(self, exc: OSError) -> DiskFull | None:
+        """What a write error is chained to: for a full disk, :class:`DiskFull` naming this
+        destination's folder (the engine then waits for space instead of counting a failed
+        attempt); otherwise nothing (the message says it all)."""
+        return DiskFull(self.root, exc.errno) if exc.errno in NO_SPACE_ERRNOS else None
 
     def _ensure_root(self) -> None:
         if self.root.is_dir():
@@ -137,7 +146,8 @@ class FolderDestination:
         try:
             self.root.mkdir(exist_ok=True)
         except OSError as exc:
-            raise self._error(f"cannot create folder {self.root}: {exc.strerror or exc}", retryable=True) from None
+            raise self._error(f"cannot create folder {self.root}: {exc.strerror or exc}", retryable=True) \
+                from self._cause(exc)
 
     def _sweep_partials(self, older_than: float = STALE_PARTIAL_S) -> None:
         """Remove unfinished temporary folders left by a killed process (never a delivered one)."""

@@ -25,6 +25,13 @@ not returned. Nothing is ever deleted; a name already used in ``sent/`` or ``fai
 `` (2)`` suffix. A drop claimed by an instance that died before finishing it stays in
 ``processing/``; :meth:`FolderIntake.recover` hands it out again under the same drop id, so
 the engine's idempotent enqueue does not send it twice.
+
+A full disk under the intake folder (or a step after it, e.g. the engine's staging folder)
+leaves every drop whole: a drop whose round failed stays in ``processing/`` and the same
+instance hands it out again at its next :meth:`~FolderIntake.recover`, however young it is; a
+note (``tracking.txt``, ``error.txt``) is written under a hidden name and renamed, so no half
+note is ever visible, and one that could not be written for want of space is written by the
+next scan. Such failures are :class:`~connector.durable.DiskFull` naming the intake folder.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from connector.durable import NO_SPACE_ERRNOS, DiskFull, writing
 from connector.edxml.model import VN_TZ
 from connector.edxml.names import unsafe_reason
 
@@ -106,11 +114,21 @@ class FolderIntake:
         for folder in (self.outbox, self.processing, self.sent, self.failed,
                        self.status_processing, self.status_done, self.status_failed):
             folder.mkdir(parents=True, exist_ok=True)
+        # Claimed folders (in processing/) handed out and not yet filed away: a round that
+        # failed half-way (a full disk) gets them again at once, not when they become stale.
+        self._mine: set[str] = set()
+        # Notes that could not be written for want of space: (folder, name, text, intake root).
+        self._owed_notes: list[tuple[Path, str, str, Path]] = []
 
     # ------------------------------------------------------------------ drops
 
     def claim(self) -> list[IntakeItem]:
         """Claim every settled drop; return the valid ones (invalid ones go to ``failed/``)."""
+        with writing(self.root):
+            self._write_owed_notes()
+            return self._claim_drops()
+
+    def _claim_drops(self) -> list[IntakeItem]:
         items = []
         beside: set[str] | None = None  # names the outbox's <name>.json drops list, read when needed
         for entry in sorted(os.scandir(self.outbox), key=lambda e: e.name):
@@ -142,6 +160,7 @@ class FolderIntake:
             else:
                 continue  # an attachment beside a <name>.json, or something that is not a drop
             if claimed is not None:
+                self._mine.add(claimed.name)
                 item = self._load(claimed)
                 if item is not None:
                     items.append(item)
@@ -149,8 +168,8 @@ class FolderIntake:
 
     def complete(self, item: IntakeItem, tracking_id: str) -> Path:
         """The drop was accepted: move it to ``sent/<name>/`` with ``tracking.txt``."""
-        return _file_away(item.source, self.sent, _original_name(item.source.name),
-                          "tracking.txt", _tracking_text(tracking_id))
+        return self._file_away(item.source, self.sent, _original_name(item.source.name),
+                               "tracking.txt", _tracking_text(tracking_id), self.root)
 
     def fail(self, item: IntakeItem, problems: list[str]) -> Path:
         """The drop cannot be sent: move it to ``failed/<name>/`` with ``error.txt``."""
@@ -158,19 +177,29 @@ class FolderIntake:
 
     def recover(self, older_than_s: float) -> list[IntakeItem]:
         """Drops claimed more than ``older_than_s`` ago and never completed or failed (their
-        instance died): checked again and returned with their original drop id."""
-        items = []
-        for folder in self._stale(self.processing, older_than_s):
-            item = self._load(folder)
-            if item is not None:
-                items.append(item)
-        return items
+        instance died), and drops this instance handed out that were neither completed nor
+        failed (their round stopped, e.g. on a full disk): checked again and returned with
+        their original drop id."""
+        with writing(self.root):
+            self._write_owed_notes()
+            items = []
+            for folder in self._stale(self.processing, older_than_s):
+                self._mine.add(folder.name)
+                item = self._load(folder)
+                if item is not None:
+                    items.append(item)
+            return items
 
     # ------------------------------------------------------------------ status reports
 
     def status_reports(self) -> list[StatusReport]:
         """Claim every settled ``status/*.json``; return the valid reports (invalid ones go to
         ``status/failed/`` with ``error.txt``)."""
+        with writing(self.status):
+            self._write_owed_notes()
+            return self._claim_reports()
+
+    def _claim_reports(self) -> list[StatusReport]:
         reports = []
         for entry in sorted(os.scandir(self.status), key=lambda e: e.name):
             if not (_candidate(entry.name) and entry.name.lower().endswith(".json")):
@@ -184,6 +213,7 @@ class FolderIntake:
                 continue
             claimed = self._claim_file(path, self.status_processing, "S")
             if claimed is not None:
+                self._mine.add(claimed.name)
                 report = self._load_report(claimed)
                 if report is not None:
                     reports.append(report)
@@ -192,23 +222,27 @@ class FolderIntake:
     def complete_status(self, report: StatusReport, tracking_id: str) -> Path:
         """The report was accepted: move it to ``status/done/<name>/`` with ``tracking.txt``."""
         folder = self._report_folder(report)
-        return _file_away(folder, self.status_done, _stem(_original_name(folder.name)),
-                          "tracking.txt", _tracking_text(tracking_id))
+        return self._file_away(folder, self.status_done, _stem(_original_name(folder.name)),
+                               "tracking.txt", _tracking_text(tracking_id), self.status)
 
     def fail_status(self, report: StatusReport, problems: list[str]) -> Path:
         """The report cannot be sent: move it to ``status/failed/<name>/`` with ``error.txt``."""
         folder = self._report_folder(report)
-        return _file_away(folder, self.status_failed, _stem(_original_name(folder.name)),
-                          "error.txt", _error_text(_original_name(folder.name), problems, "status/"))
+        return self._file_away(folder, self.status_failed, _stem(_original_name(folder.name)),
+                               "error.txt", _error_text(_original_name(folder.name), problems, "status/"), self.status)
 
     def recover_status_reports(self, older_than_s: float) -> list[StatusReport]:
-        """Status reports claimed more than ``older_than_s`` ago and never finished."""
-        reports = []
-        for folder in self._stale(self.status_processing, older_than_s):
-            report = self._load_report(folder)
-            if report is not None:
-                reports.append(report)
-        return reports
+        """Status reports claimed more than ``older_than_s`` ago and never finished, and those
+        this instance handed out whose round stopped (see :meth:`recover`)."""
+        with writing(self.status):
+            self._write_owed_notes()
+            reports = []
+            for folder in self._stale(self.status_processing, older_than_s):
+                self._mine.add(folder.name)
+                report = self._load_report(folder)
+                if report is not None:
+                    reports.append(report)
+            return reports
 
     # ------------------------------------------------------------------ internals
 
@@ -337,8 +371,8 @@ class FolderIntake:
             data = parse_json(path.read_bytes(), name)
             return parse_status_report(data, source=name, report_id=folder.name, path=path)
         except IntakeRejected as exc:
-            _write_note(folder, "error.txt", _error_text(name, exc.problems, "status/"))
-            target = _move(folder, self.status_failed, _stem(name))
+            target = self._file_away(folder, self.status_failed, _stem(name), "error.txt",
+                                     _error_text(name, exc.problems, "status/"), self.status)
             log.warning("status report %s refused (%s): %s", name, target, "; ".join(exc.problems))
             return None
 
@@ -349,15 +383,51 @@ class FolderIntake:
 
     def _fail_folder(self, folder: Path, problems: list[str]) -> Path:
         original = _original_name(folder.name)
-        return _file_away(folder, self.failed, _stem(original) if _claim_kind(folder.name) == "J" else original,
-                          "error.txt", _error_text(original, problems, "outbox/"))
+        return self._file_away(folder, self.failed, _stem(original) if _claim_kind(folder.name) == "J" else original,
+                               "error.txt", _error_text(original, problems, "outbox/"), self.root)
+
+    def _file_away(self, source: Path, into: Path, name: str, note: str, text: str, root: Path) -> Path:
+        """Move a finished drop or report out of its ``processing/`` folder, then add its note.
+
+        In that order: a note written while the folder was still in ``processing/`` would, if
+        the instance died before the move, be read back by recovery as one of the drop's files
+        (an empty one, if the kill came mid-write) and send an accepted document to ``failed/``
+        with "NOT SENT". Dying after the move leaves the folder where it belongs, without its
+        note. A note that cannot be written for want of space is owed: written by the next
+        scan, while this call ends with :class:`DiskFull` naming ``root``."""
+        with writing(root):
+            target = _move(source, into, name)
+        self._mine.discard(source.name)
+        try:
+            _write_note(target, note, text)
+        except OSError as exc:
+            if exc.errno not in NO_SPACE_ERRNOS:
+                raise
+            self._owed_notes.append((target, note, text, root))
+            raise DiskFull(root, exc.errno) from exc
+        return target
+
+    def _write_owed_notes(self) -> None:
+        """Write the notes a full disk held back (oldest first); stop at the first that still
+        cannot be written. A folder the DMS has taken away meanwhile needs no note."""
+        while self._owed_notes:
+            folder, note, text, root = self._owed_notes[0]
+            if folder.is_dir():
+                with writing(root):
+                    _write_note(folder, note, text)
+            else:
+                log.warning("%s was moved away before its %s could be written", folder, note)
+            self._owed_notes.pop(0)
 
     def _stale(self, processing: Path, older_than_s: float) -> list[Path]:
+        """Claimed folders older than ``older_than_s``, and the ones this instance handed out."""
         stale = []
         now = self.clock()
         for entry in sorted(os.scandir(processing), key=lambda e: e.name):
             claimed_at = _claim_time(entry.name)
-            if claimed_at is not None and entry.is_dir(follow_symlinks=False) and now - claimed_at >= older_than_s:
+            if claimed_at is None or not entry.is_dir(follow_symlinks=False):
+                continue
+            if now - claimed_at >= older_than_s or entry.name in self._mine:
                 stale.append(Path(entry.path))
         return stale
 
@@ -422,38 +492,31 @@ def _listed_names(json_path: Path) -> list[str]:
     return names
 
 
-def _file_away(source: Path, into: Path, name: str, note: str, text: str) -> Path:
-    """Move a finished drop or report out of its ``processing/`` folder, then add its note.
-
-    In that order: a note written while the folder was still in ``processing/`` would, if
-    the instance died before the move, be read back by recovery as one of the drop's files
-    (an empty one, if the kill came mid-write) and send an accepted document to ``failed/``
-    with "NOT SENT". Dying after the move leaves the folder where it belongs, without its note.
-    """
-    target = _move(source, into, name)
-    _write_note(target, note, text)
-    return target
-
-
 def _tracking_text(tracking_id: str) -> str:
     now = datetime.now(VN_TZ).replace(microsecond=0).isoformat()
     return f"{tracking_id}\naccepted for sending at {now}\n"
 
 
 def _write_note(folder: Path, name: str, text: str) -> Path:
-    """Write ``name`` (or ``name (2)``... when the DMS has a file of that name) into ``folder``."""
-    stem, dot, ext = name.rpartition(".")
-    candidate, n = name, 1
-    while True:
-        try:
-            with open(folder / candidate, "x", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            return folder / candidate
-        except FileExistsError:
+    """Write ``name`` (or ``name (2)``... when the DMS has a file of that name) into ``folder``.
+
+    Written whole under a hidden temporary name, then renamed: the DMS never sees half a note
+    (a full disk mid-write leaves nothing behind)."""
+    temp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(temp, "x", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        stem, dot, ext = name.rpartition(".")
+        candidate, n = name, 1
+        while (folder / candidate).exists() or (folder / candidate).is_symlink():
             n += 1
             candidate = f"{stem} ({n}){dot}{ext}"
+        os.rename(temp, folder / candidate)
+        return folder / candidate
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def _move(source: Path, into: Path, name: str) -> Path:

@@ -12,6 +12,9 @@ Rules this module keeps:
   signature algorithm against the key type, so a wrong file fails at start-up, not at the first
   document.
 * Every load problem is a :class:`KeySourceError` naming the file or token and what is wrong.
+  A failure of a key already in use (a PKCS#11 token removed, its session lost) is a
+  :class:`KeyUnavailableError`, a retryable ``KeySourceError``: the key recovers by itself when
+  the token is back.
   Secrets are referenced (``env:NAME`` / ``file:/path``), never written in configuration, never
   logged, never put in an error message or a ``repr``.
 * ``sign`` returns the bytes XMLDSig puts in ``SignatureValue``: PKCS#1 v1.5 or PSS bytes for
@@ -20,6 +23,8 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import threading
@@ -44,6 +49,7 @@ __all__ = [
     "ALGORITHMS",
     "ECDSA_SHA256",
     "KeySourceError",
+    "KeyUnavailableError",
     "PemKey",
     "Pkcs11Key",
     "Pkcs12Key",
@@ -92,6 +98,21 @@ class KeySourceError(Exception):
         self.source = str(source)
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
+
+    #: False: fix the configuration (or the file, token or secret it names) and start again.
+    retryable: bool = False
+
+
+class KeyUnavailableError(KeySourceError):
+    """A key that loaded at start-up cannot sign now: token removed or not responding, session
+    or login lost, PIN changed on the token, key no longer found or another token in its place.
+
+    ``retryable`` is True: nothing is wrong with the document being signed, and the same call
+    may succeed later without a restart (the key source reopens the token on every attempt),
+    so a caller keeps the document queued and retries it.
+    """
+
+    retryable = True
 
 
 @runtime_checkable
@@ -169,6 +190,10 @@ class SecretRef:
         if not data:
             raise KeySourceError(path, f"{self.what} file is empty")
         return data
+
+    def describe(self) -> str:
+        """Where the secret is read from, in words (for messages; never the value)."""
+        return f"environment variable {self.target}" if self.scheme == "env" else f"file {self.target}"
 
     def __repr__(self) -> str:
         return f"SecretRef('{self.scheme}:{self.target}')"
@@ -457,14 +482,49 @@ class Pkcs12Key(SoftwareKey):
 # SHA-256 DigestInfo prefix (RFC 8017 §9.2 note 1), for tokens offering only raw CKM_RSA_PKCS.
 _SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 
+#: One lock per PKCS#11 module: every key on a module runs its token calls under it, so that
+#: re-initialising the module (to find a re-plugged token) never runs beside another call.
+_MODULE_LOCKS: dict[str, threading.RLock] = {}
+_MODULE_LOCKS_GUARD = threading.Lock()
+
+#: Errors a signature attempt can meet that reopening the session cannot cure (the token
+#: refuses this key/mechanism combination); names of the classes in pkcs11.exceptions.
+_REFUSALS = frozenset({
+    "MechanismInvalid", "MechanismParamInvalid", "KeyTypeInconsistent", "KeySizeRange",
+    "KeyIndigestible", "FunctionNotSupported", "DataInvalid", "DataLenRange",
+})
+#: PKCS#11 errors that mean "this token (or slot) is not there", as opposed to "not responding".
+_ABSENT = frozenset({"TokenNotPresent", "DeviceRemoved", "SlotIDInvalid", "TokenNotRecognised",
+                     "NoSuchToken"})
+
+
+def _module_lock(module: Path) -> threading.RLock:
+    key = os.path.realpath(module)
+    with _MODULE_LOCKS_GUARD:
+        return _MODULE_LOCKS.setdefault(key, threading.RLock())
+
 
 class Pkcs11Key:
     """A private key on a PKCS#11 token or HSM; the key never leaves the token.
 
     One logged-in session is opened at load time and reused for every signature, behind a
-    lock (a PKCS#11 session runs one operation at a time). If the token reports the session
-    closed or the login lost (token re-plugged, another session logged out), the session is
-    reopened once and the signature retried.
+    lock (a PKCS#11 session runs one operation at a time). At load, one test signature is
+    made and verified with the certificate, so a key the token will not sign with (CKA_SIGN
+    false, a mechanism it refuses) or a certificate of another key fails at start-up.
+
+    While the daemon runs, any failure of the token (removed, re-plugged into another slot,
+    session closed or logged out, key handle lost, module finalised) makes ``sign`` reopen the
+    session: on the same slot, else by token label among the slots, else after re-initialising
+    the module (some modules, SoftHSM2 among them, see a token that came back only then). If
+    that fails the signature fails with :class:`KeyUnavailableError` (retryable: the caller
+    keeps the document and tries later); the next ``sign`` tries again, so a token that comes
+    back is used without a restart. The first signature after a reopen is verified with the
+    certificate loaded at start-up: another token carrying the same labels is refused, not
+    used to make signatures that cannot verify.
+
+    A PIN the token rejected while running is not presented again until the PIN source holds
+    another value: a wrong PIN counts towards locking the token, and a retry loop would lock it.
+    Only a keyed digest of the rejected PIN is kept, never the PIN.
 
     The certificate comes from the token (the certificate object with the same label/id) or
     from ``cert``, a PEM/DER file.
@@ -492,25 +552,44 @@ class Pkcs11Key:
         self._pin = SecretRef.coerce(pin, what="PIN")
         if self._pin is None:
             raise KeySourceError(self.source, "a PIN reference ('env:NAME' or 'file:/path') is required")
+        self._token_label = token_label
         self._key_label = key_label
         self._key_id = key_id
-        self._lock = threading.RLock()
+        self._lock = _module_lock(Path(module))
         self._opens = 0
         self._closed = False
+        self._loaded = False
         self._session: Any = None
         self._key: Any = None
+        self._pin_salt = os.urandom(32)
+        self._rejected_pin: bytes | None = None
         self._p11 = _import_pkcs11(self.source)
-        self._token = self._find_token(Path(module), token_label)
-        self._open()
-        try:
-            self._finish_load(cert, chain, algorithm)
-        except BaseException:
-            self.close()
-            raise
+        with self._lock:
+            self._lib = self._load_module(Path(module))
+            self._token = self._find_token()
+            try:
+                self._open(self._token)
+            except self._p11.exceptions.PKCS11Error as exc:
+                raise KeySourceError(self.source, _token_trouble(exc, "cannot open a session")) from None
+            try:
+                self._finish_load(cert, chain, algorithm)
+            except self._p11.exceptions.PKCS11Error as exc:
+                self.close()
+                raise KeySourceError(
+                    self.source, f"the token failed while the key was being read ({type(exc).__name__})") from None
+            except BaseException:
+                self.close()
+                raise
+            self._loaded = True
         log.info("signing key loaded from %s (%s, %s)", self.source, self.algorithm,
                  self.certificate.subject.rfc4514_string())
 
     # -- loading
+
+    def _error(self, problem: str) -> KeySourceError:
+        """A configuration error while loading; a retryable one once the key is in use."""
+        cls = KeyUnavailableError if self._loaded else KeySourceError
+        return cls(self.source, problem)
 
     def _describe_key(self) -> str:
         parts = []
@@ -520,69 +599,108 @@ class Pkcs11Key:
             parts.append(f"id {self._key_id.hex()}")
         return " and ".join(parts)
 
-    def _find_token(self, module: Path, token_label: str) -> Any:
+    def _load_module(self, module: Path) -> Any:
         p11 = self._p11
+        if module.is_dir():
+            raise KeySourceError(module, "is a folder; expected the PKCS#11 module file (a .so library)")
         if not module.is_file():
             raise KeySourceError(module, "PKCS#11 module not found")
         try:
-            lib = p11.lib(str(module))
+            return p11.lib(str(module))
         except Exception as exc:  # noqa: BLE001 - the C loader raises several kinds
-            raise KeySourceError(module, f"cannot load as a PKCS#11 module ({type(exc).__name__})") from None
+            raise KeySourceError(module, _module_trouble(exc)) from None
+
+    def _find_token(self) -> Any:
+        p11 = self._p11
         try:
-            return lib.get_token(token_label=token_label)
+            return self._lib.get_token(token_label=self._token_label)
         except p11.exceptions.NoSuchToken:
-            try:
-                seen = sorted(t.label for t in lib.get_tokens())
-            except p11.exceptions.PKCS11Error:
-                seen = []
-            present = ", ".join(repr(s) for s in seen) or "none"
-            raise KeySourceError(self.source, f"token not found (tokens present: {present})") from None
+            raise KeySourceError(self.source, f"token not found (tokens present: {self._present()})") from None
         except p11.exceptions.MultipleTokensReturned:
             raise KeySourceError(self.source, "several tokens carry this label") from None
         except p11.exceptions.PKCS11Error as exc:
             raise KeySourceError(self.source, f"cannot list tokens ({type(exc).__name__})") from None
 
-    def _open(self) -> None:
-        """Open and log in a session, and find the private key in it."""
-        exc_mod = self._p11.exceptions
+    def _present(self) -> str:
+        """The labels of the tokens the module shows now, for an error message."""
+        initialised = self._p11.TokenFlag.TOKEN_INITIALIZED
+        try:  # a free (uninitialised) slot, as SoftHSM2 always shows one, is not a token in use
+            seen = sorted(t.label for t in self._lib.get_tokens() if t.flags & initialised)
+        except self._p11.exceptions.PKCS11Error:
+            seen = []
+        return ", ".join(repr(s) for s in seen) or "none"
+
+    def _read_pin(self) -> bytes:
         assert self._pin is not None
         try:
-            pin = self._pin.read().decode("utf-8")
+            return self._pin.read()
+        except KeySourceError as exc:
+            if not self._loaded:
+                raise
+            raise KeyUnavailableError(self.source, f"cannot read the PIN ({exc})") from None
+
+    def _open(self, token: Any) -> None:
+        """Open and log in a session on ``token``'s slot, and find the private key in it.
+
+        Raises :class:`KeySourceError` (:class:`KeyUnavailableError` once loaded) for what is
+        definite (PIN, key); lets a PKCS#11 error about the token or slot itself through, for
+        the caller to look for the token elsewhere.
+        """
+        exc_mod = self._p11.exceptions
+        assert self._pin is not None
+        where = self._pin.describe()
+        secret = self._read_pin()
+        fingerprint = hmac.new(self._pin_salt, secret, hashlib.sha256).digest()
+        try:
+            pin = secret.decode("utf-8")
         except UnicodeDecodeError:
-            raise KeySourceError(self.source, "the PIN is not valid UTF-8 text") from None
+            raise self._error("the PIN is not valid UTF-8 text") from None
+        finally:
+            del secret
+        if self._rejected_pin is not None and hmac.compare_digest(fingerprint, self._rejected_pin):
+            raise self._error(
+                f"the token rejected the PIN from {where} earlier and it has not changed since; it is "
+                "not presented again (wrong PINs lock the token): put the token's current PIN there")
+        info = token.slot.get_token()  # fresh token information: is our token still in this slot?
+        if info.label != self._token_label:
+            raise exc_mod.NoSuchToken(f"slot now holds token {info.label!r}")
+        if info.flags & self._p11.TokenFlag.USER_PIN_LOCKED:
+            raise self._error("the PIN is locked (too many wrong PINs); the token's security officer must unlock it")
         try:
             try:
-                session = self._token.open(user_pin=pin)
+                session = info.open(user_pin=pin)
             except exc_mod.UserAlreadyLoggedIn:
                 # Another session of this process is logged in to the token; the login is
-                # shared by all of them, so a plain session can use the private key.
-                session = self._token.open()
+                # shared by all of them, so a plain session can use the private key. (python-
+                # pkcs11 leaves the session whose login failed open: one per failed login,
+                # which is why a rejected PIN is not presented again.)
+                session = info.open()
         except (exc_mod.PinIncorrect, exc_mod.PinInvalid, exc_mod.PinLenRange):
-            raise KeySourceError(self.source, "the token rejected the PIN") from None
+            self._rejected_pin = fingerprint
+            raise self._error(f"the token rejected the PIN from {where}") from None
         except exc_mod.PinLocked:
-            raise KeySourceError(self.source, "the PIN is locked") from None
+            raise self._error("the PIN is locked (too many wrong PINs); the token's security officer must unlock it") from None
         except exc_mod.PinExpired:
-            raise KeySourceError(self.source, "the PIN has expired; change it on the token") from None
-        except (exc_mod.TokenNotPresent, exc_mod.DeviceRemoved):
-            raise KeySourceError(self.source, "token not present") from None
-        except exc_mod.PKCS11Error as exc:
-            raise KeySourceError(self.source, f"cannot open a session ({type(exc).__name__})") from None
+            raise self._error("the PIN has expired; change it on the token") from None
         finally:
             del pin
+        self._rejected_pin = None
         self._opens += 1
-        try:
-            key = session.get_key(object_class=self._p11.ObjectClass.PRIVATE_KEY,
-                                  label=self._key_label, id=self._key_id)
-        except exc_mod.NoSuchKey:
+        try:  # the whole search is read before the session may be closed
+            found = list(session.get_objects(self._template(self._p11.ObjectClass.PRIVATE_KEY)))
+        except exc_mod.PKCS11Error:
             _close_quietly(session)
-            raise KeySourceError(self.source, f"no private key with {self._describe_key()}") from None
-        except exc_mod.MultipleObjectsReturned:
+            raise
+        if len(found) != 1:
             _close_quietly(session)
-            raise KeySourceError(
-                self.source, f"several private keys match {self._describe_key()}; give key_id too"
-            ) from None
-        self._session = session
-        self._key = key
+            if not found:
+                raise self._error(f"no private key with {self._describe_key()}")
+            raise self._error(f"several private keys match {self._describe_key()}; give key_id too")
+        key = found[0]
+        if self._attribute(key, self._p11.Attribute.SIGN) is False or not hasattr(key, "sign"):
+            _close_quietly(session)
+            raise self._error(f"the private key with {self._describe_key()} is not allowed to sign (CKA_SIGN is false)")
+        self._session, self._key, self._token = session, key, info
 
     def _finish_load(self, cert: str | Path | None, chain: str | Path | None,
                      algorithm: str | None) -> None:
@@ -611,12 +729,31 @@ class Pkcs11Key:
         public = self._public_key_from_token(kind)
         if public is not None:
             _check_match(self.certificate, public, self.source, cert_source)
-        else:  # nothing public readable on the token: prove the match with one signature
-            probe = b"edoc-connector key/certificate match probe"
-            if not verify_signature_value(self.public_key(), self.algorithm, self._sign_once(probe), probe):
-                raise KeySourceError(
-                    self.source, f"private key does not match the certificate {cert_source} "
-                    "(test signature does not verify)")
+        # One test signature, always: it proves the match when nothing public is readable on
+        # the token, and that the token will sign with this key and mechanism at all (CKA_SIGN,
+        # CKA_ALLOWED_MECHANISMS), at start-up rather than at the first document.
+        probe = b"edoc-connector key/certificate match probe"
+        try:
+            value = self._sign_once(probe)
+        except p11.exceptions.PKCS11Error as exc:
+            raise KeySourceError(self.source, self._refusal(exc)) from None
+        if not verify_signature_value(self.public_key(), self.algorithm, value, probe):
+            raise KeySourceError(
+                self.source, f"private key does not match the certificate {cert_source} "
+                "(test signature does not verify)")
+
+    def _refusal(self, exc: Exception) -> str:
+        """Say why the token would not sign, for an error that reopening cannot cure."""
+        mechanism = f"CKM_{self._mechanism.name}"
+        name = type(exc).__name__
+        if name == "MechanismInvalid":
+            return (f"the token refuses to sign with {mechanism} using this key (MechanismInvalid); the "
+                    "key may allow only other mechanisms (CKA_ALLOWED_MECHANISMS): choose another algorithm")
+        if name == "MechanismParamInvalid":
+            return f"the token refuses the parameters of {mechanism} (MechanismParamInvalid)"
+        if name in ("KeyTypeInconsistent", "KeySizeRange", "KeyIndigestible"):
+            return f"the key cannot be used with {mechanism} ({name})"
+        return f"the token could not sign with {mechanism} ({name})"
 
     def _attribute(self, obj: Any, attr: Any) -> Any:
         try:
@@ -700,29 +837,78 @@ class Pkcs11Key:
         return bytes(self._key.sign(data, mechanism=self._mechanism, mechanism_param=self._param))
 
     def sign(self, data: bytes) -> bytes:
-        """Sign on the token; ECDSA signatures come back from PKCS#11 as r || s already."""
+        """Sign on the token; ECDSA signatures come back from PKCS#11 as r || s already.
+
+        Every failure is a :class:`KeyUnavailableError` (retryable); see the class docstring
+        for how a lost token or session is found again.
+        """
         exc_mod = self._p11.exceptions
-        recoverable = (exc_mod.SessionClosed, exc_mod.SessionHandleInvalid, exc_mod.UserNotLoggedIn,
-                       exc_mod.KeyHandleInvalid, exc_mod.ObjectHandleInvalid, exc_mod.DeviceRemoved,
-                       exc_mod.TokenNotPresent)
         with self._lock:
             if self._closed:
-                raise KeySourceError(self.source, "the key has been closed")
+                raise KeyUnavailableError(self.source, "the key has been closed (the connector is stopping)")
             if self._session is not None:
                 try:
                     return self._sign_once(data)
-                except recoverable:
-                    log.warning("%s: session lost, reopening it once", self.source)
                 except exc_mod.PKCS11Error as exc:
-                    raise KeySourceError(self.source, f"signing failed ({type(exc).__name__})") from None
-                old, self._session, self._key = self._session, None, None
-                _close_quietly(old)
-            self._open()  # also retries here after an earlier reopen failed (token re-plugged)
+                    if type(exc).__name__ in _REFUSALS:
+                        raise KeyUnavailableError(self.source, self._refusal(exc)) from None
+                    log.warning("%s: the token failed (%s); reopening the session", self.source,
+                                type(exc).__name__)
+                self._drop_session()
+            self._reopen()  # also retries here after an earlier reopen failed (token re-plugged)
             try:
-                return self._sign_once(data)
+                value = self._sign_once(data)
             except exc_mod.PKCS11Error as exc:
-                raise KeySourceError(self.source, f"signing failed after reopening the session "
-                                                  f"({type(exc).__name__})") from None
+                self._drop_session()
+                raise KeyUnavailableError(self.source, f"signing failed after reopening the session "
+                                                       f"({type(exc).__name__})") from None
+            if not verify_signature_value(self.public_key(), self.algorithm, value, data):
+                self._drop_session()
+                raise KeyUnavailableError(
+                    self.source, f"the private key now found with {self._describe_key()} does not match the "
+                    "certificate loaded at start-up (another token with the same labels?); put the "
+                    "right token back")
+            log.info("%s: session reopened, signing again", self.source)
+            return value
+
+    def _drop_session(self) -> None:
+        old, self._session, self._key = self._session, None, None
+        if old is not None:
+            _close_quietly(old)
+
+    def _reopen(self) -> None:
+        """Open a session again: on the same slot, else on the slot now holding the token,
+        else after re-initialising the module. Raises :class:`KeyUnavailableError`."""
+        exc_mod = self._p11.exceptions
+        last: Exception | None = None
+        for find in (lambda: self._token, self._lib_token, self._restarted_lib_token):
+            try:
+                self._open(find())
+                return
+            except exc_mod.MultipleTokensReturned:
+                raise KeyUnavailableError(self.source, "several tokens now carry this label; remove the "
+                                                       "extra one") from None
+            except exc_mod.PKCS11Error as exc:  # the token or slot itself: look further
+                last = exc
+        if last is not None and type(last).__name__ in _ABSENT:
+            raise KeyUnavailableError(self.source, f"the token is not present (removed?); tokens present: "
+                                                   f"{self._present()}")
+        raise KeyUnavailableError(self.source, _token_trouble(last, "the token is not responding"))
+
+    def _lib_token(self) -> Any:
+        return self._lib.get_token(token_label=self._token_label)
+
+    def _restarted_lib_token(self) -> Any:
+        """Re-initialise the module (C_Finalize, C_Initialize): the only way some modules see a
+        token that was removed and put back. Sessions of other keys on the module are lost too;
+        they reopen on their next signature."""
+        log.info("%s: re-initialising the PKCS#11 module to look for the token", self.source)
+        try:
+            self._lib.finalize()
+        except self._p11.exceptions.PKCS11Error:
+            pass  # finalize marks the module uninitialised even when C_Finalize fails
+        self._lib.initialize()
+        return self._lib.get_token(token_label=self._token_label)
 
     @property
     def sessions_opened(self) -> int:
@@ -737,9 +923,7 @@ class Pkcs11Key:
         """Close the session (which logs the token out for this process)."""
         with self._lock:
             self._closed = True
-            session, self._session, self._key = self._session, None, None
-            if session is not None:
-                _close_quietly(session)
+            self._drop_session()
 
     def __enter__(self) -> Pkcs11Key:
         return self
@@ -749,6 +933,28 @@ class Pkcs11Key:
 
     def __repr__(self) -> str:
         return f"Pkcs11Key(source={self.source!r}, key={self._describe_key()!r})"
+
+
+def _token_trouble(exc: Exception | None, doing: str) -> str:
+    """A PKCS#11 error about the token or slot, in words."""
+    name = type(exc).__name__ if exc is not None else "unknown error"
+    if name in _ABSENT:
+        return f"token not present ({name})"
+    if name == "PKCS11Error" and "not initialized" in str(exc):
+        return f"{doing} (the PKCS#11 module is not initialised)"
+    return f"{doing} ({name})"
+
+
+def _module_trouble(exc: Exception) -> str:
+    """Why a file could not be loaded as a PKCS#11 module, from python-pkcs11's loader text."""
+    text = str(exc)
+    if "C_GetFunctionList" in text:
+        return "is a shared library but not a PKCS#11 module (it has no C_GetFunctionList)"
+    if "while loading" in text:
+        # "OS exception while loading PATH: PATH: reason" -> the loader's reason
+        reason = text.rsplit(": ", 1)[-1].strip()
+        return f"cannot be loaded as a shared library ({reason}); expected a PKCS#11 module (.so)"
+    return f"the PKCS#11 module failed to start ({type(exc).__name__}); check its installation and configuration"
 
 
 def _close_quietly(session: Any) -> None:

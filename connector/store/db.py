@@ -7,6 +7,9 @@ instead of failing with "database is locked". PostgreSQL serves several instance
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -15,6 +18,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from ..durable import DiskFull
 from ..redact import redact_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -83,6 +87,39 @@ def _sqlite_pragmas(engine: sa.Engine) -> None:
 
 def is_postgres(engine: sa.Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+PG_DISK_FULL = "53100"  # SQLSTATE disk_full
+
+
+def full_database(exc: BaseException, engine: sa.Engine) -> DiskFull | None:
+    """A :class:`DiskFull` naming the database when ``exc`` says the disk under it is full
+    (SQLite: SQLITE_FULL "database or disk is full"; PostgreSQL: SQLSTATE 53100), else None."""
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return None
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    sqlite_full = isinstance(orig, sqlite3.Error) and (
+        (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "database or disk is full" in str(orig))
+    if not (sqlite_full or getattr(orig, "sqlstate", None) == PG_DISK_FULL):
+        return None
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        return DiskFull(Path(engine.url.database))
+    return DiskFull(f"the database {engine.url.render_as_string(hide_password=True)}")
+
+
+@contextmanager
+def naming_full_database(engine: sa.Engine) -> Iterator[None]:
+    """Database errors that mean "the disk is full" become :class:`DiskFull` naming the
+    database (one line for the operator, the step retried later), instead of a driver error
+    whose traceback says the same thing less clearly."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        full = full_database(exc, engine)
+        if full is None:
+            raise
+        raise full from exc
 
 
 def _alembic_config(connection: sa.Connection) -> Config:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..durable import fsync_dir
+from ..durable import fsync_dir, writing
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -52,7 +52,12 @@ class EvidenceStore:
         return self.path_for(sha256).is_file()
 
     def put_stream(self, source: BinaryIO) -> Stored:
-        """Copy ``source`` (read to its end) into the store."""
+        """Copy ``source`` (read to its end) into the store. A full disk is
+        :class:`~connector.durable.DiskFull` naming the store's folder; nothing is left behind."""
+        with writing(self.root):
+            return self._put_stream(source)
+
+    def _put_stream(self, source: BinaryIO) -> Stored:
         digest = hashlib.sha256()
         size = 0
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="in-")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -21,8 +22,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..durable import DiskFull
 from . import tables as t
-from .db import is_postgres
+from .db import is_postgres, naming_full_database
 
 Journal = Callable[[sa.Connection, Any], None]
 Row = dict[str, Any]
@@ -30,6 +32,9 @@ Row = dict[str, Any]
 OUT_ACTIVE = ("queued", "signed", "retrying")
 IN_ACTIVE = ("received", "delivered", "acknowledged", "quarantined", "retrying")
 POLL_LOCK = 7310002
+
+
+_CLAIMED_TABLES = {"outbound": t.outbound, "inbound": t.inbound}
 
 
 def new_id(prefix: str) -> str:
@@ -73,12 +78,17 @@ class Store:
         self.journal = journal
         self.clock = clock
         self.postgres = is_postgres(engine)
+        # Claims this process could not drop because the database's disk was full:
+        # (table name, row id) -> worker; dropped by the next claim on that table.
+        self._unreleased: dict[tuple[str, str], str] = {}
+        self._unreleased_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
-        with self.engine.begin() as conn:
+        """One write transaction; a full disk under the database is :class:`DiskFull`."""
+        with naming_full_database(self.engine), self.engine.begin() as conn:
             yield conn
 
     def _record(self, conn: sa.Connection, events: Iterable[Any]) -> None:
@@ -318,6 +328,39 @@ class Store:
 
     # ------------------------------------------------------------------ claims
 
+    def release_claim(self, table_name: str, row_id: str, worker: str, *, last_error: str | None = None,
+                      next_attempt_at: float | None = None) -> bool:
+        """Drop ``worker``'s claim on an ``outbound`` or ``inbound`` row without counting an
+        attempt (its state and attempts stay), so a later round takes it again.
+
+        Why: a step that failed for want of disk space did nothing wrong to the document. When
+        the database's own disk is full the claim cannot be written away either: it is kept in
+        memory and dropped by the next claim on that table (not left to wait out its lease).
+        Returns whether the claim was dropped now."""
+        table = _CLAIMED_TABLES[table_name]
+        values: dict[str, Any] = {"claimed_by": None, "claimed_until": None, "updated_at": self.clock()}
+        if last_error is not None:
+            values["last_error"] = last_error
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        try:
+            with self.transaction() as conn:
+                conn.execute(table.update().where(table.c.id == row_id, table.c.claimed_by == worker).values(**values))
+        except DiskFull:
+            with self._unreleased_lock:
+                self._unreleased[(table_name, row_id)] = worker
+            return False
+        return True
+
+    def _release_unreleased(self, conn: sa.Connection, table: sa.Table) -> list[tuple[str, str]]:
+        """Drop, in ``conn``'s transaction, the claims :meth:`release_claim` had to keep."""
+        with self._unreleased_lock:
+            pending = [(key, worker) for key, worker in self._unreleased.items() if key[0] == table.name]
+        for (_, row_id), worker in pending:
+            conn.execute(table.update().where(table.c.id == row_id, table.c.claimed_by == worker)
+                         .values(claimed_by=None, claimed_until=None))
+        return [key for key, _ in pending]
+
     def _claim(self, table: sa.Table, states: tuple[str, ...], worker: str, lease: float, extra=None) -> Row | None:
         now = self.clock()
         cond = sa.and_(
@@ -329,15 +372,20 @@ class Store:
             cond = sa.and_(cond, extra)
         order = table.c.next_attempt_at
         with self.transaction() as conn:
+            released = self._release_unreleased(conn, table) if self._unreleased else []
             query = sa.select(table.c.id).where(cond).order_by(order).limit(1)
             if self.postgres:
                 query = query.with_for_update(skip_locked=True)
             row_id = conn.execute(query).scalar()
-            if row_id is None:
-                return None
-            conn.execute(table.update().where(table.c.id == row_id).values(claimed_by=worker, claimed_until=now + lease))
-            row = conn.execute(sa.select(table).where(table.c.id == row_id)).mappings().first()
-            return dict(row)
+            row = None
+            if row_id is not None:
+                conn.execute(table.update().where(table.c.id == row_id).values(claimed_by=worker, claimed_until=now + lease))
+                row = dict(conn.execute(sa.select(table).where(table.c.id == row_id)).mappings().first())
+        if released:
+            with self._unreleased_lock:
+                for key in released:
+                    self._unreleased.pop(key, None)
+        return row
 
     def release_claims(self, worker: str | None = None) -> int:
         """Drop claims (of ``worker``, or all: for a single SQLite instance starting up)."""

@@ -20,6 +20,7 @@ from connector.edxml.samples import sample_edoc
 from connector.engine.inbox import read_fetch_failures
 from connector.engine.outbox import IntakeError
 from connector.routing.folder_intake import FolderIntake
+from connector.signing.keys import KeyUnavailableError
 
 from .conftest import G22, H16, inbox_docs, rounds, submit_sample
 
@@ -192,3 +193,33 @@ def test_a_resend_beside_a_poll_round_is_not_undone_by_the_rounds_save(tmp_path)
     assert sorted(read_fetch_failures(store)) == ["other-item"]
     assert read_fetch_failures(store)["other-item"]["attempts"] == 1
     engine.dispose()
+
+
+class _TokenOut:
+    """A signing key whose token is out: every signature fails as a PKCS#11 key fails then."""
+
+    def __init__(self, key):
+        self._key = key
+
+    def __getattr__(self, name):
+        return getattr(self._key, name)
+
+    def sign(self, data: bytes) -> bytes:
+        raise KeyUnavailableError("pkcs11", "token 'edoc' is not present (removed?)")
+
+
+def test_a_key_that_cannot_sign_for_now_keeps_the_document_queued(make_side):
+    h16 = make_side(H16, "vxp")
+    g22 = make_side(G22, "soap")
+    out_id, _ = submit_sample(h16, G22, 51)
+    key = h16.engine.ctx.key
+    h16.engine.ctx.key = _TokenOut(key)
+    for _ in range(5):  # more rounds than max_attempts (3): a token that is out never kills a document
+        with pytest.raises(KeyUnavailableError):  # the round stops at once (the daemon logs one line)
+            h16.engine.send_due()
+    row = h16.rt.store.outbound(out_id)
+    assert row["state"] != "dead" and row["attempts"] == 0, row
+    assert "waiting for the signing key" in row["last_error"] and "token 'edoc' is not present" in row["last_error"]
+    h16.engine.ctx.key = key  # the token is back
+    rounds(h16, g22)
+    assert [json.loads((p / "metadata.json").read_text(encoding="utf-8"))["document_id"] for p in inbox_docs(g22)]
