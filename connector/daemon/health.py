@@ -1,24 +1,31 @@
 """Health checks behind ``/healthz``.
 
 The daemon registers one :class:`HealthCheck` per thing that must work (database, axis
-reachability, signing and TLS certificate expiry, age of the last good poll). :meth:`Health.run`
-runs them all, each in its own thread under one timeout, so a hung dependency shows up as a
-failing check instead of a hung probe. The report is ``200`` when every check is ok and ``503``
-otherwise; a check may be ok with ``data["warning"]`` set (a certificate close to expiry), which
-makes the overall status ``degraded`` but still ``200``.
+reachability, signing and TLS certificate expiry, age of the last good poll, folders).
+:meth:`Health.run` runs them all, each in its own thread under one timeout, so a hung dependency
+shows up as a failing check instead of a hung probe. A check still running from an earlier
+probe is waited for again rather than started twice: however often a monitor probes a hung
+database, each check holds at most one thread, and that thread never delays the process's exit.
+The report is ``200`` when every check is ok and ``503`` otherwise; a check may be ok with
+``data["warning"]`` set (a certificate close to expiry), which makes the overall status
+``degraded`` but still ``200``.
 
 Check details are shown to whoever can reach the endpoint, so exception messages pass through
-:func:`connector.daemon.logs.redact_text` (a database URL's password, for instance).
+:func:`connector.daemon.logs.redact_text` (a database URL's password, for instance), and a
+database driver's error is shown without the SQL statement and parameters SQLAlchemy adds.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -80,6 +87,11 @@ class HealthReport:
 
 
 def _describe(exc: BaseException) -> str:
+    # SQLAlchemy wraps the driver's error (``.orig``) in a text that adds the SQL statement, its
+    # parameters (document ids) and a link: the driver's own message is the reason.
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, BaseException):
+        exc = orig
     text = str(exc).strip() or "(no message)"
     return redact_text(f"{type(exc).__name__}: {text}")[:1000]
 
@@ -94,6 +106,18 @@ def _run_one(check: HealthCheck) -> CheckResult:
     return result
 
 
+class _Running:
+    """A check running in its own (daemon) thread, and when it started."""
+
+    def __init__(self, check: HealthCheck):
+        self.future: Future[CheckResult] = Future()
+        self.started = time.monotonic()
+        threading.Thread(target=self._run, args=(check,), name=f"health-{check.name}", daemon=True).start()
+
+    def _run(self, check: HealthCheck) -> None:
+        self.future.set_result(_run_one(check))  # _run_one never raises
+
+
 class Health:
     """The registered checks; :meth:`run` gives a :class:`HealthReport`. Failing checks and
     recoveries are logged once per change, not on every probe."""
@@ -102,6 +126,7 @@ class Health:
         self.timeout = timeout
         self._checks: dict[str, HealthCheck] = {}
         self._last_ok: dict[str, bool] = {}
+        self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         for check in checks:
             self.register(check)
@@ -113,22 +138,32 @@ class Health:
         self._checks[check.name] = check
 
     def run(self) -> HealthReport:
-        """Run every check concurrently; one that has not answered within ``timeout`` seconds fails."""
+        """Run every check concurrently; one that has not answered within ``timeout`` seconds fails.
+
+        A check whose previous run (from this probe or a concurrent one) has not ended is not
+        started again: this probe waits for that run, and reports how long it has been going."""
         checks = list(self._checks.values())
         if not checks:
             return HealthReport({})
-        pool = ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="health")
-        try:
-            futures = {c.name: pool.submit(_run_one, c) for c in checks}
-            wait(futures.values(), timeout=self.timeout)
-            results = {
-                name: f.result() if f.done() else CheckResult(False, f"no answer within {self.timeout:g} s")
-                for name, f in futures.items()
-            }
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)  # a hung check must not hang the probe
+        started = time.monotonic()
+        with self._lock:
+            running = {}
+            for check in checks:
+                current = self._running.get(check.name)
+                if current is None or current.future.done():
+                    current = self._running[check.name] = _Running(check)
+                running[check.name] = current
+        wait([r.future for r in running.values()], timeout=self.timeout)
+        results = {name: r.future.result() if r.future.done() else self._no_answer(r, started)
+                   for name, r in running.items()}
         self._log_changes(results)
         return HealthReport(results)
+
+    def _no_answer(self, running: _Running, probe_started: float) -> CheckResult:
+        detail = f"no answer within {self.timeout:g} s"
+        if running.started < probe_started:  # started by an earlier probe and still going
+            detail += f" (the check started by an earlier probe has been running for {time.monotonic() - running.started:.0f} s)"
+        return CheckResult(False, detail)
 
     def _log_changes(self, results: dict[str, CheckResult]) -> None:
         with self._lock:
@@ -194,6 +229,35 @@ def last_poll_check(
         return CheckResult(True, f"last successful poll {age:.0f} s ago", data)
 
     return HealthCheck(name, check)
+
+
+def folder_check(name: str, folders: Callable[[], Iterable[tuple[str, Path]]] | Iterable[tuple[str, Path]]) -> HealthCheck:
+    """Fails, naming each one, when a folder the connector reads or writes (``(role, path)``
+    pairs: the data folder, the intake outbox, a destination) is missing, is not a folder, or
+    cannot be written by this process; ok with the list checked otherwise."""
+
+    def check() -> CheckResult:
+        pairs = list(folders() if callable(folders) else folders)
+        problems = [f"{role} {path}: {reason}" for role, path in pairs if (reason := _folder_problem(Path(path)))]
+        data = {"folders": {role: str(path) for role, path in pairs}}
+        if problems:
+            return CheckResult(False, "; ".join(problems), data)
+        return CheckResult(True, f"{len(pairs)} folder(s) present and writable", data)
+
+    return HealthCheck(name, check)
+
+
+def _folder_problem(path: Path) -> str | None:
+    try:
+        if not path.exists():
+            return "missing"
+        if not path.is_dir():
+            return "not a folder"
+    except OSError as exc:  # a dead network mount, a permission error on a parent
+        return f"cannot be checked: {exc.strerror or exc}"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return "not writable by this process"
+    return None
 
 
 def callable_check(name: str, fn: Callable[[], object]) -> HealthCheck:

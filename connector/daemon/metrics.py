@@ -3,7 +3,10 @@
 :class:`Metrics` owns a :class:`prometheus_client.CollectorRegistry` rather than using the
 global one, so two instances (tests, two daemons in one process during the demo) never clash.
 Counters and histograms are updated by the engine as documents move; the queue gauges are
-read from the store at scrape time through a sampler callback, so they are never stale.
+read from the store at scrape time through a sampler callback, so they are never stale. The
+sampler reads the database, which may be locked or unreachable: it runs in a thread of its own
+and a scrape waits for it at most ``sampler_timeout`` seconds, then is served without the queue
+gauges; a sampler still running from an earlier scrape is waited for, not started again.
 
 Series (``direction`` is ``outbound`` or ``inbound``):
 
@@ -17,7 +20,10 @@ Series (``direction`` is ``outbound`` or ``inbound``):
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -44,11 +50,15 @@ QueueSampler = Callable[[], QueueSample]
 
 
 class _QueueCollector(Collector):
-    """Yields the queue gauges from the sampler on every scrape; a failing sampler leaves them
-    out of that scrape (logged) instead of failing the whole scrape."""
+    """Yields the queue gauges from the sampler on every scrape; a failing, hung or slow
+    sampler (a locked or unreachable database) leaves them out of that scrape (logged) instead
+    of failing or hanging the whole scrape."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self.sampler: QueueSampler | None = None
+        self.timeout = timeout
+        self._running: Future | None = None
+        self._lock = threading.Lock()
 
     def describe(self) -> list[GaugeMetricFamily]:
         return [self._depth(), self._age(0.0)]
@@ -58,15 +68,43 @@ class _QueueCollector(Collector):
         if sampler is None:
             return
         try:
-            sample = sampler()
-        except Exception as exc:
-            log.warning("queue gauges left out of this scrape: the queue sampler failed: %s", exc)
+            sample = self._sample(sampler).result(timeout=self.timeout)
+        except FutureTimeout:
+            log.warning("queue gauges left out of this scrape: the queue sampler did not answer within %g s "
+                        "(is the database locked or unreachable?)", self.timeout)
             return
-        depth = self._depth()
-        for state, count in sorted(sample.by_state.items()):
-            depth.add_metric([state], count)
+        except Exception as exc:
+            # A database error's own message, not SQLAlchemy's text around it (statement, parameters).
+            reason = getattr(exc, "orig", None) or exc
+            log.warning("queue gauges left out of this scrape: the queue sampler failed: %s: %s", type(reason).__name__, reason)
+            return
+        try:
+            depth = self._depth()
+            for state, count in sorted(sample.by_state.items()):
+                depth.add_metric([str(state)], float(count))
+            age = self._age(float(sample.oldest_pending_age or 0.0))
+        except (AttributeError, TypeError, ValueError) as exc:
+            log.warning("queue gauges left out of this scrape: the queue sampler returned %r: %s", sample, exc)
+            return
         yield depth
-        yield self._age(sample.oldest_pending_age or 0.0)
+        yield age
+
+    def _sample(self, sampler: QueueSampler) -> Future:
+        """The sampler's run for this scrape: the one still going from an earlier scrape, or a
+        new one in a daemon thread (a sampler stuck on the database must not delay the exit)."""
+        with self._lock:
+            if self._running is None or self._running.done():
+                future: Future = Future()
+
+                def run() -> None:
+                    try:
+                        future.set_result(sampler())
+                    except BaseException as exc:  # noqa: BLE001 - handed to the scrape, which logs it
+                        future.set_exception(exc)
+
+                self._running = future
+                threading.Thread(target=run, name="metrics-queue-sampler", daemon=True).start()
+            return self._running
 
     @staticmethod
     def _depth() -> GaugeMetricFamily:
@@ -81,9 +119,10 @@ class _QueueCollector(Collector):
 
 class Metrics:
     """The metric objects (public attributes, for anything the helpers don't cover) and small
-    helpers the engine calls as documents move."""
+    helpers the engine calls as documents move. A scrape waits at most ``sampler_timeout``
+    seconds for the queue sampler."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, sampler_timeout: float = 3.0) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.sent = Counter("documents_sent_total", "Outbound documents accepted by the axis.", registry=r)
@@ -100,7 +139,7 @@ class Metrics:
         self.receive_latency = Histogram(
             "receive_latency_seconds", "From fetched from the axis to delivered locally.", buckets=LATENCY_BUCKETS, registry=r
         )
-        self._queue = _QueueCollector()
+        self._queue = _QueueCollector(sampler_timeout)
         r.register(self._queue)
 
     def set_queue_sampler(self, fn: QueueSampler | None) -> None:
