@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,3 +74,14 @@ class EngineContext:
     def doc_log(self, level: int, message: str, *, document_id: str | None = None, tracking_id: str | None = None,
                 axis_id: str | None = None, **kwargs) -> None:
         log.log(level, message, extra={"document_id": document_id, "tracking_id": tracking_id, "axis_id": axis_id}, **kwargs)
+
+    def wait_and_stop(self, direction: str, row: dict, waiting_for: str, exc: Exception) -> None:
+        """Something outside the document stopped its step (a full disk, a signing key that
+        cannot sign for now): give the row back in the state it reached (no attempt counted,
+        never dead for it), due again after the first retry delay, and end the round with
+        ``exc`` (the daemon logs it once, in one line naming what to wait for)."""
+        self.observer.retried(direction)
+        self.store.release_claim("inbound" if direction == "in" else "outbound", row["id"], self.settings.worker_id,
+                                 last_error=f"waiting for {waiting_for}: {exc}",
+                                 next_attempt_at=time.time() + self.settings.retry.delay(1))
+        raise exc

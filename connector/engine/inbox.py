@@ -231,25 +231,15 @@ class Inbox:
             ctx.store.update_inbound(row["id"], ctx.settings.worker_id, {"claimed_by": None, "claimed_until": None})
             raise
         except DiskFull as exc:
-            self._wait_for_space(row, exc)
+            self.ctx.wait_and_stop("in", row, "disk space", exc)
         except (RetryableAxisError, DeliveryError, OSError) as exc:
             full = as_disk_full(exc)  # e.g. a folder destination on a full disk
             if full is not None:
-                self._wait_for_space(row, full)
+                self.ctx.wait_and_stop("in", row, "disk space", full)
             retryable = getattr(exc, "retryable", True)
             self._failed(row, f"{type(exc).__name__}: {exc}", retryable=retryable)
         except AxisError as exc:
             self._failed(row, f"{type(exc).__name__}: {exc}", retryable=True)
-
-    def _wait_for_space(self, row: dict[str, Any], exc: DiskFull) -> None:
-        """A full disk stopped this item's step: give the row back in the state it reached (no
-        attempt counted, never dead for it), due again after the first retry delay, and end
-        the round with ``exc`` (the daemon logs it once, in one line naming the folder)."""
-        ctx = self.ctx
-        ctx.observer.retried("in")
-        ctx.store.release_claim("inbound", row["id"], ctx.settings.worker_id, last_error=f"waiting for disk space: {exc}",
-                                next_attempt_at=time.time() + ctx.settings.retry.delay(1))
-        raise exc
 
     # ---- received -> delivered | quarantined
 

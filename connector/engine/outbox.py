@@ -209,15 +209,15 @@ class Outbox:
             ctx.observer.sent(time.time() - row["created_at"])
             ctx.doc_log(logging.INFO, f"sent {row['kind']} (axis id {axis_id})", document_id=document_id, tracking_id=out_id, axis_id=axis_id)
         except DiskFull as exc:
-            self._wait_for_space(row, exc)
+            self.ctx.wait_and_stop("out", row, "disk space", exc)
         except RetryableAxisError as exc:
             self._failed(row, str(exc), retryable=True)
         except KeyUnavailableError as exc:
-            self._wait_for_key(row, exc)
+            self.ctx.wait_and_stop("out", row, "the signing key", exc)
         except (AxisError, EdxmlError, BuildError, ExtractError, JsonFormError, KeySourceError, OSError) as exc:
             full = as_disk_full(exc)
             if full is not None:
-                self._wait_for_space(row, full)
+                self.ctx.wait_and_stop("out", row, "disk space", full)
             self._failed(row, f"{type(exc).__name__}: {exc}", retryable=False)
         except GateClosed as exc:
             ctx.store.update_outbound(out_id, worker, {"claimed_by": None, "claimed_until": None, "last_error": str(exc)})
@@ -248,27 +248,6 @@ class Outbox:
             return ctx.evidence.put_file(tmp).sha256
         finally:
             Path(tmp).unlink(missing_ok=True)
-
-    def _wait_for_space(self, row: dict[str, Any], exc: DiskFull) -> None:
-        """A full disk stopped this step: give the row back as it was (no attempt counted, never
-        dead for it), due again after the first retry delay, and end the round with ``exc``
-        (the daemon logs it once, in one line naming the folder)."""
-        ctx = self.ctx
-        ctx.observer.retried("out")
-        ctx.store.release_claim("outbound", row["id"], ctx.settings.worker_id, last_error=f"waiting for disk space: {exc}",
-                                next_attempt_at=time.time() + ctx.settings.retry.delay(1))
-        raise exc
-
-    def _wait_for_key(self, row: dict[str, Any], exc: KeyUnavailableError) -> None:
-        """The signing key cannot sign for now (token out, not answering): nothing is wrong with
-        the document, and every other one would fail the same way. So, as for a full disk, the
-        row goes back as it was (no attempt counted, never dead for it) and the round ends with
-        ``exc``, logged once; the key source reopens the token at the next attempt."""
-        ctx = self.ctx
-        ctx.observer.retried("out")
-        ctx.store.release_claim("outbound", row["id"], ctx.settings.worker_id, last_error=f"waiting for the signing key: {exc}",
-                                next_attempt_at=time.time() + ctx.settings.retry.delay(1))
-        raise exc
 
     def _failed(self, row: dict[str, Any], error: str, *, retryable: bool) -> None:
         ctx = self.ctx
