@@ -48,8 +48,12 @@ class DaemonProcess:
         self.proc.wait(timeout=30)
 
     def terminate(self, timeout: float = 60) -> int:
+        """Stop gracefully and return the exit code. A start still in progress is awaited first:
+        SIGTERM before the daemon installed its handlers ends it by the signal (exit -15), which
+        is not the graceful stop this checks."""
         assert self.proc is not None
         if self.proc.poll() is None:
+            self.wait_running(timeout=timeout)
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=timeout)
 
