@@ -24,6 +24,8 @@ from typing import BinaryIO, Literal
 from connector.edxml.model import AttachmentData, BytesData, SpooledData, bare_content_id
 from connector.multipart import CHUNK, CRLF, MultipartError, PartReader, TruncatedBodyError, split_content_type
 
+from ._disk import spooling
+
 ROOT_CID = "root"
 ENVELOPE_TYPE = "text/xml; charset=UTF-8"
 Encoding = Literal["binary", "base64"]
@@ -172,7 +174,9 @@ def parse(
 
     Raises :class:`MultipartError` on a missing boundary, a part without a usable Content-ID,
     or a limit exceeded, and its subclass :class:`TruncatedBodyError` when the body ends inside
-    a part. Spooled parts are closed on error.
+    a part; :class:`~connector.durable.DiskFull` naming the spool folder when a part cannot be
+    spooled for lack of space (errors reading ``stream`` are left as they are). Spooled parts
+    are closed on error.
     """
     ctype, params = split_content_type(content_type_value)
     boundary = params.get("boundary")
@@ -216,11 +220,12 @@ def _iter_parts(
     while (headers := reader.next_part()) is not None:
         data = SpooledData(limits.spool_memory, spool_dir)
         try:
-            reader.read_body(data.write, limits.max_part_size)
+            with spooling(spool_dir):  # a full spool disk is DiskFull, not a broken transfer
+                reader.read_body(data.write, limits.max_part_size)
+                data.finish()
         except BaseException:
             data.close()
             raise
-        data.finish()
         yield InPart(
             headers,
             bare_content_id(headers.get("content-id", "")),
@@ -236,27 +241,29 @@ def decode_base64(data: AttachmentData, *, spool_memory: int = 1 << 20, spool_di
     """Decode a part whose body is base64 TEXT (GetDocument) into a new spooled file, streaming.
 
     Whitespace is ignored; anything else outside the base64 alphabet raises
-    :class:`MultipartError`.
+    :class:`MultipartError`. A full disk under ``spool_dir`` raises
+    :class:`~connector.durable.DiskFull` naming it.
     """
     out = SpooledData(spool_memory, spool_dir)
     pending = b""
     try:
-        with data.open() as fh:
-            while block := fh.read(CHUNK):
-                pending += block.translate(None, b" \t\r\n")
-                cut = len(pending) - len(pending) % 4
-                if cut:
-                    out.write(base64.b64decode(pending[:cut], validate=True))
-                    pending = pending[cut:]
-        if pending:
-            raise MultipartError("base64 part is truncated (length not a multiple of 4)")
+        with spooling(spool_dir):
+            with data.open() as fh:
+                while block := fh.read(CHUNK):
+                    pending += block.translate(None, b" \t\r\n")
+                    cut = len(pending) - len(pending) % 4
+                    if cut:
+                        out.write(base64.b64decode(pending[:cut], validate=True))
+                        pending = pending[cut:]
+            if pending:
+                raise MultipartError("base64 part is truncated (length not a multiple of 4)")
+            out.finish()
     except binascii.Error as exc:
         out.close()
         raise MultipartError(f"part is not valid base64: {exc}") from None
     except BaseException:
         out.close()
         raise
-    out.finish()
     return out
 
 

@@ -34,7 +34,9 @@ from connector.edxml.build import build
 from connector.edxml.model import Edoc, Message, Status
 
 from . import multipart, soap_wire
+from ..durable import DiskFull
 from ..neterrors import short as _short
+from ._disk import saving_to
 from ._http import SizedIterable, call_with_retries, is_html, new_session, raise_for_http, read_limited, request, retry_policy
 from .errors import AxisError, NotFoundError, ProtocolError, RetryableAxisError, ValidationError, http_error_class
 from .transport import Agency, FetchedInfo, Kind, PendingItem
@@ -117,7 +119,10 @@ class SoapHubAxis:
 
         Classification of answers that are not the contract's: a transfer cut short, an empty
         body, an HTTP error status or a web page (a proxy's error page) are retryable; a complete
-        answer that is not a SOAP 1.1 envelope is a permanent :class:`ProtocolError`.
+        answer that is not a SOAP 1.1 envelope is a permanent :class:`ProtocolError`. A part
+        that cannot be spooled because the disk under ``spool_dir`` is full is
+        :class:`~connector.durable.DiskFull` naming that folder: our disk, not the network, so
+        it must not count as a failed attempt of the call.
         """
         ctype = response.headers.get("Content-Type", "")
         if multipart.is_multipart(ctype):
@@ -128,6 +133,8 @@ class SoapHubAxis:
                 raise RetryableAxisError(f"multipart answer cut short: {exc}", operation=operation) from None
             except multipart.MultipartError as exc:
                 raise ProtocolError(f"unreadable multipart answer: {exc}", operation=operation) from None
+            except DiskFull:
+                raise  # an OSError too, but about the spool folder: not a broken connection
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 raise RetryableAxisError(f"connection broke while reading the answer: {_short(exc)}", operation=operation) from None
             finally:
@@ -222,14 +229,19 @@ class SoapHubAxis:
         return [PendingItem(str(i), "edoc") for i in ids]
 
     def get_document(self, document_id: int | str) -> tuple[Edoc, multipart.Related | None]:
-        """GetDocument as a model (attachments spooled); the caller closes the returned parts."""
+        """GetDocument as a model (attachments decoded into spooled files under ``spool_dir``);
+        the caller closes the returned parts. A full spool disk is
+        :class:`~connector.durable.DiskFull` naming the folder (never retried here)."""
         envelope = self._simple_envelope("GetDocument", DocumentId=_hub_id(str(document_id)))
 
         def attempt():
             with _naming("GetDocument"):
                 root, related = self._answer(self._post("GetDocument", envelope, soap_wire.SOAP_CONTENT_TYPE), "GetDocument")
                 try:
-                    return soap_wire.get_document_response_to_edoc(root, related.parts if related else {}), related
+                    edoc = soap_wire.get_document_response_to_edoc(
+                        root, related.parts if related else {}, spool_dir=self.spool_dir, spool_memory=self.limits.spool_memory
+                    )
+                    return edoc, related
                 except BaseException:
                     if related is not None:
                         related.close()
@@ -238,7 +250,11 @@ class SoapHubAxis:
         return call_with_retries(self.policy, attempt, safe=True)
 
     def fetch(self, item_id: str, dest: BinaryIO) -> FetchedInfo:
-        """Write the document (rebuilt as QCVN 102 edXML by the codec) or status to ``dest``."""
+        """Write the document (rebuilt as QCVN 102 edXML by the codec) or status to ``dest``.
+
+        A full disk while receiving (the spool folder) or writing (``dest``, when it has a file
+        name) is :class:`~connector.durable.DiskFull` naming it; ``dest`` is flushed, so what
+        is returned was written."""
         if item_id.startswith("status:"):
             status = self._statuses.get(item_id)
             if status is None:
@@ -317,9 +333,12 @@ class _HashingWriter:
 
 
 def _write(message: Message, dest: BinaryIO, item_id: str, kind: Kind) -> FetchedInfo:
+    """Build ``message`` as edXML into ``dest`` (flushed), hashing what is written."""
     writer = _HashingWriter(dest)
     try:
-        build(message, writer)  # type: ignore[arg-type]
+        with saving_to(dest):  # a full disk under dest is DiskFull naming its file
+            build(message, writer)  # type: ignore[arg-type]
+            writer.flush()
     except ValueError as exc:
         raise ValidationError(f"the received {kind} cannot be written as edXML: {exc}", operation="GetDocument") from None
     return FetchedInfo(item_id, writer.size, writer.digest.hexdigest(), kind)

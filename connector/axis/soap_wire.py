@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from lxml import etree
@@ -799,7 +800,12 @@ def edoc_to_get_document_response(edoc: Edoc, *, database_form: bool = False) ->
     return _envelope(headers, [_manifest(edoc.attachments, xlink=True)]), parts
 
 
-def _edoc_from(root: etree._Element, parts: Mapping[str, object], *, base64_parts: bool) -> Edoc:
+def _edoc_from(
+    root: etree._Element, parts: Mapping[str, object], *, base64_parts: bool,
+    spool_dir: str | Path | None = None, spool_memory: int = 1 << 20,
+) -> Edoc:
+    """The document a SendDocument request or GetDocument answer carries; base64 parts are
+    decoded into spooled data under ``spool_dir`` (memory up to ``spool_memory`` bytes)."""
     h = header(root)
     message = _kid(h, "MessageHeader")
     if message is None:
@@ -838,7 +844,7 @@ def _edoc_from(root: etree._Element, parts: Mapping[str, object], *, base64_part
         TraceHeader(_text(t, "OrganId"), _timestamp(t, "Timestamp")) for t in _kids(traces, "TraceHeader")
     ]
     edoc.business = _read_business(_kid(traces, "Business", "Bussiness"))
-    edoc.attachments = _attachments(root, parts, base64_parts)
+    edoc.attachments = _attachments(root, parts, base64_parts, spool_dir, spool_memory)
     return edoc.with_manifest()
 
 
@@ -872,12 +878,15 @@ def _read_business(b: etree._Element | None) -> Business | None:
     )
 
 
-def _attachments(root: etree._Element, parts: Mapping[str, object], base64_parts: bool) -> list[Attachment]:
+def _attachments(
+    root: etree._Element, parts: Mapping[str, object], base64_parts: bool,
+    spool_dir: str | Path | None = None, spool_memory: int = 1 << 20,
+) -> list[Attachment]:
     manifest = _kid(body(root), "Manifest")
     out: list[Attachment] = []
     try:
         for ref in _kids(manifest, "Reference"):
-            out.append(_attachment(ref, parts, base64_parts))
+            out.append(_attachment(ref, parts, base64_parts, spool_dir, spool_memory))
     except BaseException:
         if base64_parts:  # the decoded copies are ours to release
             for attachment in out:
@@ -886,8 +895,13 @@ def _attachments(root: etree._Element, parts: Mapping[str, object], base64_parts
     return out
 
 
-def _attachment(ref: etree._Element, parts: Mapping[str, object], base64_parts: bool) -> Attachment:
-    """One manifest Reference as an Attachment (its part decoded from base64 text for GetDocument)."""
+def _attachment(
+    ref: etree._Element, parts: Mapping[str, object], base64_parts: bool,
+    spool_dir: str | Path | None = None, spool_memory: int = 1 << 20,
+) -> Attachment:
+    """One manifest Reference as an Attachment (its part decoded from base64 text for
+    GetDocument, into a spooled file under ``spool_dir``: a full disk there is
+    :class:`~connector.durable.DiskFull` naming it)."""
     href = ref.get("href") or ref.get("{%s}href" % XLINK_NS) or ""
     cid = bare_content_id(href)
     name = _text(ref, "AttachmentName") or cid
@@ -897,7 +911,7 @@ def _attachment(ref: etree._Element, parts: Mapping[str, object], base64_parts: 
     data: AttachmentData = getattr(part, "data", part)  # an InPart or bare AttachmentData
     if base64_parts:
         try:
-            data = decode_base64(data)
+            data = decode_base64(data, spool_memory=spool_memory, spool_dir=spool_dir)
         except MultipartError as exc:
             raise SoapWireError(f"part <{cid}> (attachment {name!r}): {exc}") from None
     declared = getattr(part, "content_type", "") or ""
@@ -916,9 +930,14 @@ def send_document_to_edoc(root: etree._Element, parts: Mapping[str, object]) -> 
     return SendDocumentRequest(_edoc_from(root, parts, base64_parts=False), _read_signature(root))
 
 
-def get_document_response_to_edoc(root: etree._Element, parts: Mapping[str, object]) -> Edoc:
+def get_document_response_to_edoc(
+    root: etree._Element, parts: Mapping[str, object], *,
+    spool_dir: str | Path | None = None, spool_memory: int = 1 << 20,
+) -> Edoc:
     """Read GetDocument's answer (client side): raises for an empty Body or a bare failed Report;
-    decodes the base64-text parts into spooled files."""
+    decodes the base64-text parts into spooled files under ``spool_dir`` (the client's spool
+    folder, so a large document's decoded copies land where the operator configured, and a
+    full disk there is :class:`~connector.durable.DiskFull` naming it)."""
     if is_empty(root):
         raise EmptyBodyError("the hub answered GetDocument with an empty SOAP Body", operation="GetDocument")
     raise_for_fault(body(root), "GetDocument")
@@ -926,7 +945,7 @@ def get_document_response_to_edoc(root: etree._Element, parts: Mapping[str, obje
     if report is not None:
         raise_for_report(parse_report(report), "GetDocument")
         raise SoapWireError("GetDocument answered with a successful Report but no document", operation="GetDocument")
-    return _edoc_from(root, parts, base64_parts=True)
+    return _edoc_from(root, parts, base64_parts=True, spool_dir=spool_dir, spool_memory=spool_memory)
 
 
 def operation_of(soap_action: str | None) -> str | None:

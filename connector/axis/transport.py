@@ -58,7 +58,11 @@ class AxisTransport(Protocol):
     """An axis binding (provincial SOAP hub, national VXP).
 
     Errors: every method raises :class:`~connector.axis.errors.AxisError` subclasses only,
-    :class:`~connector.axis.errors.RetryableAxisError` for what may succeed later.
+    :class:`~connector.axis.errors.RetryableAxisError` for what may succeed later, with one
+    exception about the local disk, not the axis: a write that fails for lack of space
+    (spooling what arrives, writing a fetched edXML, building one to send) is
+    :class:`~connector.durable.DiskFull` (an ``OSError``) naming the full folder or file, or,
+    for a ``dest`` stream without a file name, that stream's own ``OSError`` (ENOSPC/EDQUOT).
     """
 
     def send(self, message: Message, *, edxml_path: Path | None = None) -> str:

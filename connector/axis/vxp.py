@@ -25,6 +25,7 @@ from connector.edxml.model import Edoc, Message, Status
 from connector.neterrors import short as _short
 
 from . import vxp_wire as wire
+from ._disk import saving_to, spooling
 from ._http import call_with_retries, is_html, new_session, raise_for_http, read_limited, request, retry_policy
 from .errors import AxisError, NotFoundError, ProtocolError, RetryableAxisError, ValidationError, http_error_class
 from .transport import Agency, FetchedInfo, Kind, PendingItem
@@ -122,7 +123,11 @@ class VxpAxis:
     # ------------------------------------------------------------------ AxisTransport
 
     def send(self, message: Message, *, edxml_path: Path | None = None) -> str:
-        """sendEdoc: messagetype ``edoc`` or ``status``; returns the axis's DocId. Never retried."""
+        """sendEdoc: messagetype ``edoc`` or ``status``; returns the axis's DocId. Never retried.
+
+        Without ``edxml_path`` the message is built into a temporary file under ``spool_dir``
+        first; a full disk there is :class:`~connector.durable.DiskFull` naming the folder
+        (nothing is sent, no temporary file is left)."""
         kind = "status" if isinstance(message, Status) else "edoc"
         if kind == "edoc" and not isinstance(message, Edoc):
             raise ValidationError(f"cannot send a {type(message).__name__}", operation="sendEdoc")
@@ -141,9 +146,10 @@ class VxpAxis:
         temp: str | None = None
         try:
             if edxml_path is None:
-                fd, temp = tempfile.mkstemp(suffix=".edxml", dir=self.spool_dir)
-                with os.fdopen(fd, "wb") as fh:
-                    build(message, fh)
+                with spooling(self.spool_dir):  # closing flushes: inside, so it names the folder too
+                    fd, temp = tempfile.mkstemp(suffix=".edxml", dir=self.spool_dir)
+                    with os.fdopen(fd, "wb") as fh:
+                        build(message, fh)
                 edxml_path = Path(temp)
             with open(edxml_path, "rb") as fh:
                 digest = wire.body_sha256(fh)
@@ -172,7 +178,12 @@ class VxpAxis:
     def fetch(self, item_id: str, dest: BinaryIO) -> FetchedInfo:
         """getEdoc, streamed into ``dest``. A retry after a transfer broke part-way rewinds a
         seekable ``dest`` to where it started (and truncates it); a non-seekable one cannot be
-        taken back, so the failure is raised (retryable) for the caller to restart."""
+        taken back, so the failure is raised (retryable) for the caller to restart.
+
+        A full disk under ``dest`` is not the transfer's failure: it is raised at once (never
+        retried), as :class:`~connector.durable.DiskFull` naming ``dest``'s file when it has
+        one, else as the ``OSError`` itself for the caller, who knows where ``dest`` is.
+        ``dest`` is flushed, so what is returned was written."""
         written = [0]
         start = dest.tell() if _seekable(dest) else None
 
@@ -198,10 +209,13 @@ class VxpAxis:
                 )
             digest = hashlib.sha256()
             try:
-                for chunk in response.iter_content(CHUNK):
-                    digest.update(chunk)
-                    dest.write(chunk)
-                    written[0] += len(chunk)
+                with saving_to(dest):
+                    for chunk in response.iter_content(CHUNK):
+                        digest.update(chunk)
+                        dest.write(chunk)
+                        written[0] += len(chunk)
+                    if hasattr(dest, "flush"):
+                        dest.flush()
             except requests.RequestException as exc:
                 raise RetryableAxisError(f"connection broke during getEdoc: {_short(exc)}", operation="getEdoc") from None
             finally:
@@ -229,17 +243,19 @@ class VxpAxis:
         """VXP delivers statuses as edXML files (``pending("status")`` + ``fetch``), not as a
         time query: this lists the unacknowledged status messages, parses them, and does NOT
         acknowledge them. ``when`` filters by the status's own Timestamp. An item that is not a
-        readable edXML status is left out with a warning in the log (it stays pending)."""
+        readable edXML status is left out with a warning in the log (it stays pending). A full
+        disk under ``spool_dir`` (where each is fetched to be read) is
+        :class:`~connector.durable.DiskFull` naming the folder."""
         from connector.edxml.errors import EdxmlError
         from connector.edxml.parse import parse
 
         out: list[Status] = []
         for item in self.pending("status"):
-            with tempfile.TemporaryFile(dir=self.spool_dir) as fh:
+            with spooling(self.spool_dir), tempfile.TemporaryFile(dir=self.spool_dir) as fh:
                 self.fetch(item.item_id, fh)
                 fh.seek(0)
                 try:
-                    with parse(fh, validate=False) as parsed:
+                    with parse(fh, validate=False, spool_dir=self.spool_dir) as parsed:
                         message = parsed.message
                 except EdxmlError as exc:  # one unreadable item must not hide the others; said, not dropped
                     log.warning("getEdoc %s: status message cannot be read, left out of statuses_since: %s",

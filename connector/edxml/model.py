@@ -188,8 +188,14 @@ class SpooledData:
         return self._buffer if self._buffer is not None else self._file  # type: ignore[return-value]
 
     def close(self) -> None:
+        """Discard the content. A temporary file's last buffered bytes are dropped, not written:
+        flushing them could only fail again on a full disk and hide the error that ended the
+        reading (the file is deleted on close either way)."""
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the descriptor is closed even when the final flush fails
         if self._buffer is not None:
             self._buffer.close()
 

@@ -7,6 +7,7 @@ way on sending. Both directions stream: no file is ever held whole in memory.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import shutil
 import struct
@@ -25,6 +26,9 @@ class ZipLimits:
     max_size: int = 2 * 1024**3
     max_ratio: int = 200
     ratio_floor: int = 1 << 20
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class UnwrapError(ValueError):
@@ -60,6 +64,8 @@ def unwrap(
             _check_claimed(info, limits)
             return _inflate(archive, info, _budget(info.compress_size, limits), spool_memory, spool_dir)
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, struct.error) as exc:
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            raise  # our disk is full: not a fault of the document, and not to be quarantined as one
         raise UnwrapError(f"attachment ZIP cannot be opened: {exc}") from None
 
 

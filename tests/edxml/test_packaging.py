@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import shutil
 import struct
 import subprocess
@@ -206,3 +208,46 @@ def test_spooled_data_in_memory_reads_as_a_file_would():
     with spooled.open() as fh:
         assert fh.read() == b"0123456789"
     assert spooled.sha256 == hashlib.sha256(b"0123456789").hexdigest()
+
+
+def test_a_full_spool_while_inflating_is_a_full_disk_not_a_bad_zip(tmp_path):
+    """Inflating a compressed entry writes to the spool; when that disk is full the document is
+    not at fault: the ENOSPC error passes through (the engine waits for space) instead of
+    becoming an UnwrapError (which marks the document as carrying a broken ZIP)."""
+    from tests.support.small_disk import small_disk
+
+    content = os.urandom(1 << 20)  # 1 MB that stays 1 MB once inflated
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("report.pdf", content)
+    data = _spooled(out.getvalue())
+    with small_disk(tmp_path / "spool") as disk:
+        disk.fill()
+        with pytest.raises(OSError) as raised:
+            unwrap(data, spool_memory=4096, spool_dir=disk.path)
+        assert raised.value.errno == errno.ENOSPC
+        assert not isinstance(raised.value, UnwrapError)
+        assert [p.name for p in disk.path.iterdir()] == [".filler"]  # the half-inflated file is gone
+        disk.free()
+        inner = unwrap(data, spool_memory=4096, spool_dir=disk.path)
+        with inner.open() as fh:
+            assert fh.read() == content
+        inner.close()
+
+
+def test_closing_spooled_data_on_a_full_disk_does_not_raise_again(tmp_path):
+    """finish() reports a full disk; close() (discarding the content, often while that very
+    error is on its way up) must not raise a second ENOSPC that would take its place."""
+    from tests.support.small_disk import small_disk
+
+    with small_disk(tmp_path / "spool") as disk:
+        disk.fill()
+        spooled = SpooledData(max_memory=0, directory=disk.path)
+        spooled.write(b"x" * 1000)  # held in the file's write buffer: no error yet
+        with pytest.raises(OSError) as raised:
+            spooled.finish()
+        assert raised.value.errno == errno.ENOSPC
+        spooled.close()  # the same bytes are still buffered: dropped, not flushed again
+        unflushed = SpooledData(max_memory=0, directory=disk.path)
+        unflushed.write(b"y" * 1000)
+        unflushed.close()
