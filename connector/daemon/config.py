@@ -278,6 +278,12 @@ def _file_problems(config: Config) -> list[str]:
                        ("axis.client_key", a.client_key), ("audit.tsa_ca", config.audit.tsa_ca)):
         if value is not None and (problem := _not_a_file(config.path(value))):
             problems.append(f"{key}: {problem}")
+    http = config.routing.intake.http
+    if http is not None:
+        for key in ("tls_cert", "tls_key", "tls_client_ca"):
+            value = getattr(http, key)
+            if value is not None and (problem := _not_a_file(config.path(value))):
+                problems.append(f"routing.intake.http.{key}: {problem}")
     if config.audit.tsa_ca is not None and not any(p.startswith("audit.tsa_ca:") for p in problems):
         problems.extend(_tsa_ca_problem(config.path(config.audit.tsa_ca)))
     problems.extend(f"routing.{problem}" for problem in folder_problems(config.routing))

@@ -15,6 +15,11 @@ Series (``direction`` is ``outbound`` or ``inbound``):
   ``documents_dead_total{direction}``
 - ``queue_depth{state}``, ``oldest_pending_age_seconds`` (from the sampler)
 - ``send_latency_seconds``, ``receive_latency_seconds`` (histograms)
+- ``poll_failures_total{reason}``: poll rounds that failed, by :data:`POLL_FAILURE_REASONS`
+  (one item the axis will not serve is not a failed poll: it counts in
+  ``documents_failed_total{direction="inbound"}``)
+- ``signing_key_unavailable``: 1 while the signing key cannot sign (a PKCS#11 token removed,
+  its session lost), from the first signature that failed until the next one that succeeds
 """
 
 from __future__ import annotations
@@ -26,13 +31,23 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger("connector.daemon.metrics")
 
 DIRECTIONS = ("outbound", "inbound")
+POLL_FAILURE_REASONS = (
+    "axis_unavailable",  # timed out, unreachable, busy, a 5xx: the axis's weather
+    "axis_refused",  # the axis refused or garbled the request (not credentials or TLS)
+    "authentication",  # our token, secret or signature refused
+    "tls",  # a certificate refused, either way
+    "disk_full",  # no space left for the spool, the evidence or the database
+    "local",  # another local problem: a file, a folder, a setting, the database
+    "exchange_stopped",  # the audit log is failing closed
+    "internal",  # an error of a type nobody expected (a bug; its traceback is in the log)
+)
 # From a fast loopback exchange to a large signed attachment over a slow provincial link.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -133,6 +148,14 @@ class Metrics:
         for counter in (self.failed, self.retried, self.dead):
             for direction in DIRECTIONS:
                 counter.labels(direction)  # the series exist (at 0) before the first event
+        self.poll_failures = Counter("poll_failures_total", "Polls of the axis that failed, by reason class.",
+                                     ["reason"], registry=r)
+        for reason in POLL_FAILURE_REASONS:
+            self.poll_failures.labels(reason)
+        self.key_unavailable = Gauge(
+            "signing_key_unavailable", "1 while the signing key cannot sign (token removed, session lost), else 0.",
+            registry=r,
+        )
         self.send_latency = Histogram(
             "send_latency_seconds", "From queued to accepted by the axis.", buckets=LATENCY_BUCKETS, registry=r
         )
@@ -170,6 +193,20 @@ class Metrics:
     def document_dead(self, direction: str) -> None:
         """A document moved to the dead letters."""
         self.dead.labels(_direction(direction)).inc()
+
+    def poll_failed(self, reason: str) -> None:
+        """A poll of the axis failed; ``reason`` is one of :data:`POLL_FAILURE_REASONS`."""
+        if reason not in POLL_FAILURE_REASONS:
+            raise ValueError(f"poll failure reason must be one of {', '.join(POLL_FAILURE_REASONS)}, not {reason!r}")
+        self.poll_failures.labels(reason).inc()
+
+    def signing_key_lost(self) -> None:
+        """A signature failed because the key cannot sign for now."""
+        self.key_unavailable.set(1)
+
+    def signing_key_works(self) -> None:
+        """A signature succeeded: the key is available (again)."""
+        self.key_unavailable.set(0)
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of this registry and its content type."""

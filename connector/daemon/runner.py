@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import signal
+import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,17 +21,18 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from ..audit.log import AuditError
 from ..audit.seal import SealError
 from ..audit.tsa import TsaError
-from ..axis.errors import AxisError
+from ..axis.errors import AuthenticationError, AxisError, RetryableAxisError, TLSError
+from ..durable import as_disk_full
 from ..engine.context import GateClosed
 from ..engine.outbox import IntakeError, StatusRequest
 from ..edxml.model import StaffInfo
 from .config import ConfigError, load_config
-from .health import Health, callable_check, certificate_expiry_check, last_poll_check
+from .health import Health, callable_check, certificate_expiry_check, folder_check, last_poll_check
 from .metrics import Metrics, QueueSample
 from .ops_http import ops_app, start_ops_server
 from ..routing.config import RoutingConfigError, SecretError
 from ..routing.delivery import DeliveryError, open_destination
-from ..signing.keys import KeySourceError
+from ..signing.keys import KeySourceError, KeyUnavailableError
 from ..signing.trust import TrustStoreError
 from ..store.db import DatabaseError
 from .runtime import Runtime, make_router
@@ -58,6 +60,12 @@ class MetricsObserver:
 
     def dead(self, direction: str) -> None:
         self.m.document_dead(_DIRECTIONS[direction])
+
+    def signed(self) -> None:
+        self.m.signing_key_works()
+
+    def key_unavailable(self) -> None:
+        self.m.signing_key_lost()
 
 
 _DIRECTIONS = {"out": "outbound", "in": "inbound"}
@@ -95,12 +103,14 @@ class Daemon:
             except AxisError as exc:
                 # Expected weather (a busy or unreachable axis): one line; the next round retries.
                 log.warning("%s round: the axis did not answer as expected: %s", name, exc)
-            except OPERATIONAL_ERRORS as exc:
-                # A known operational problem (a missing file, a full disk, a bad setting): the
-                # reason is what the operator needs, a traceback would only bury it.
-                log.error("%s round failed: %s", name, operational_reason(exc))
             except Exception as exc:  # noqa: BLE001 - a job never kills the daemon; the error is logged with its cause
-                self._unexpected(name, exc)
+                known = operational(exc)
+                if known is not None:
+                    # A known operational problem (a missing file, a full disk, a bad setting): the
+                    # reason is what the operator needs, a traceback would only bury it.
+                    log.error("%s round failed: %s", name, operational_reason(known))
+                else:
+                    self._unexpected(name, exc)
 
         run.__name__ = name
         return run
@@ -119,7 +129,11 @@ class Daemon:
         self.engine.send_due()
 
     def _round_poll(self) -> None:
-        self.engine.poll()
+        try:
+            self.engine.poll()
+        except Exception as exc:
+            self.metrics.poll_failed(poll_failure_reason(exc))
+            raise  # logged by _job, like any round's failure
         self.engine.process_due()
         self.engine.send_due()  # the statuses the processing queued
 
@@ -154,8 +168,16 @@ class Daemon:
             intake.complete_status(report, tracking)
 
     def _round_seal(self) -> None:
-        if self.rt.audit is not None:
-            self.rt.audit.seal()
+        audit = self.rt.audit
+        if audit is None:
+            return
+        try:
+            batch = audit.seal()
+        except KeyUnavailableError:
+            self.metrics.signing_key_lost()  # the seals are signed with the documents' key
+            raise
+        if batch is not None and audit.sealer is not None:
+            self.metrics.signing_key_works()
 
     def _round_archive(self) -> None:
         if self.rt.audit is None:
@@ -192,7 +214,25 @@ class Daemon:
                 health.register(certificate_expiry_check(cert, name="signing_certificate"))
         if self.config.axis.client_cert is not None:
             health.register(self._tls_certificate_check(self.config.path(self.config.axis.client_cert)))
+        health.register(folder_check("folders", self._folders))
         return health
+
+    def _folders(self) -> list[tuple[str, Path]]:
+        """The folders the connector reads or writes, as ``(role, path)`` for the ``folders``
+        health check; read at each probe, so the destinations follow a SIGHUP reload and the
+        intake folders appear once :meth:`start` has opened them."""
+        from ..routing.folder_delivery import FolderDestination
+
+        data = self.config.data_dir
+        folders = [("data folder", data), ("spool folder", data / "spool"), ("evidence folder", self.rt.evidence.root)]
+        intake = self.folder_intake
+        if intake is not None:
+            folders += [("intake folder", intake.root), ("status folder", intake.status)]
+        folders += [(f"destination {name}", d.root) for name, d in sorted(self.rt.destinations.items())
+                    if isinstance(d, FolderDestination)]
+        if self.rt.audit is not None and self.config.audit.archive_dir is not None:
+            folders.append(("audit archive folder", self.config.path(self.config.audit.archive_dir)))
+        return folders
 
     @staticmethod
     def _tls_certificate_check(path: Path):
@@ -213,6 +253,7 @@ class Daemon:
         from ..routing.folder_intake import FolderIntake
 
         routing = self.config.routing
+        self._make_own_folders()
         if routing.intake.folder is not None:
             intake = routing.intake
             self.folder_intake = FolderIntake(
@@ -226,7 +267,6 @@ class Daemon:
             self._start_http_intake()
         if self.config.ops.port is not None:
             self.ops = start_ops_server(ops_app(self.health, self.metrics), self.config.ops.host, port=self.config.ops.port)
-            log.info("health and metrics on %s/healthz and /metrics", self.ops.url)
         s = self.config.schedule
         now = dt.datetime.now()
         jobs = [
@@ -243,6 +283,17 @@ class Daemon:
         self.scheduler.start()
         log.info("connector %s running (%s binding, database %s)", self.config.connector.agency, self.config.axis.binding,
                  self.rt.db.url.render_as_string(hide_password=True))
+
+    def _make_own_folders(self) -> None:
+        """Create the folders the connector owns and fills on demand (the spool; the audit
+        archive folder, which the archive round creates anyway), so the ``folders`` health
+        check fails only when one goes missing, not before its first use. The DMS's folders
+        (destinations) are never created here: a missing one may be a share not mounted."""
+        own = [self.config.data_dir / "spool"]
+        if self.rt.audit is not None and self.config.audit.archive_dir is not None:
+            own.append(self.config.path(self.config.audit.archive_dir))
+        for folder in own:
+            folder.mkdir(parents=True, exist_ok=True)
 
     def _start_http_intake(self) -> None:
         from ..routing.http_intake import IntakeRejected, intake_app
@@ -266,8 +317,28 @@ class Daemon:
         token = read_secret(f"env:{http.token_env}" if http.token_env else f"file:{self.config.path(http.token_file)}",
                             "routing.intake.http.token", self.config.source)
         app = intake_app(submit, self.engine.track, report_status, token, spool_dir=self.rt.config.data_dir / "spool")
-        self.http_intake = WsgiServer(app, host=http.host, port=http.port).start()
+        context = self._intake_tls_context(http)
+        self.http_intake = WsgiServer(app, host=http.host, port=http.port, ssl_context=context).start()
+        if not self.http_intake.loopback_only and context is None:
+            log.warning("the intake API is served on %s, beyond this machine, over plain HTTP: its bearer token and "
+                        "the documents cross the network in clear; set [routing.intake.http] tls_cert and tls_key, "
+                        "or restrict it with a firewall", self.http_intake.url)
         log.info("intake API on %s", self.http_intake.url)
+
+    def _intake_tls_context(self, http) -> ssl.SSLContext | None:
+        """The intake API's TLS context when HTTPS is configured; a certificate or key that
+        cannot be loaded is a configuration error naming the files."""
+        from ..httpserver import tls_context
+
+        if http.tls_cert is None:
+            return None
+        paths = [self.config.path(p) if p is not None else None for p in (http.tls_cert, http.tls_key, http.tls_client_ca)]
+        try:
+            return tls_context(*paths)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            named = ", ".join(str(p) for p in paths if p is not None)
+            raise ConfigError(f"routing.intake.http: the TLS certificate, key or client CA ({named}) cannot be "
+                              f"loaded: {getattr(exc, 'reason', None) or exc}") from None
 
     def reload_routing(self) -> None:
         try:
@@ -288,11 +359,21 @@ class Daemon:
             if server is not None:
                 server.stop()
         if self.rt.audit is not None:
-            try:
-                self.rt.audit.seal()
-            except Exception:  # noqa: BLE001 - sealing at exit is best effort; the next start seals
-                log.exception("final seal failed")
+            self._final_seal()
         self.rt.close()
+
+    def _final_seal(self) -> None:
+        """Seal what the last rounds logged, best effort: the next start seals what is left. A
+        full disk or another operational problem is one line with the reason; only an error
+        of a type nobody expects (a bug) keeps its traceback."""
+        try:
+            self.rt.audit.seal()
+        except Exception as exc:  # noqa: BLE001 - the stop goes on whatever happened
+            known = operational(exc)
+            if known is not None:
+                log.error("final seal failed (the next start seals what is left): %s", operational_reason(known))
+            else:
+                log.error("final seal failed: unexpected %s: %s", type(exc).__name__, exc, exc_info=exc)
 
     def run_forever(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""
@@ -316,6 +397,12 @@ OPERATIONAL_ERRORS: tuple[type[BaseException], ...] = (
 """What a round may meet in normal operation (files, settings, peers); logged as one line."""
 
 
+def operational(exc: BaseException) -> BaseException | None:
+    """``exc`` when it is an operational error, or the full disk behind an error of another
+    type (a library's wrapper around ENOSPC); None for what no round expects (a bug)."""
+    return as_disk_full(exc) or (exc if isinstance(exc, OPERATIONAL_ERRORS) else None)
+
+
 def operational_reason(exc: BaseException) -> str:
     """One line for an operational error: its type when that says something, the reason, and
     for a file error the path (when the message does not already name it)."""
@@ -325,6 +412,27 @@ def operational_reason(exc: BaseException) -> str:
         named = [p for p in paths if p not in reason]
         return f"{reason}: {' -> '.join(named)}" if named else reason
     return f"{type(exc).__name__}: {exc}"
+
+
+def poll_failure_reason(exc: BaseException) -> str:
+    """The class of a failed poll, as the ``reason`` label of ``poll_failures_total``: what an
+    operator looks at first (the axis, our credentials or TLS, the local disk or files, the
+    audit gate, or a bug)."""
+    if isinstance(exc, GateClosed):
+        return "exchange_stopped"
+    if isinstance(exc, AuthenticationError):
+        return "authentication"
+    if isinstance(exc, TLSError):
+        return "tls"
+    if isinstance(exc, RetryableAxisError):
+        return "axis_unavailable"
+    if isinstance(exc, AxisError):
+        return "axis_refused"
+    if as_disk_full(exc) is not None:
+        return "disk_full"
+    if isinstance(exc, OPERATIONAL_ERRORS):
+        return "local"
+    return "internal"
 
 
 def _status_request(report) -> StatusRequest:

@@ -25,6 +25,8 @@ class Observer(Protocol):
     def failed(self, direction: str) -> None: ...
     def retried(self, direction: str) -> None: ...
     def dead(self, direction: str) -> None: ...
+    def signed(self) -> None: ...  # a document was signed: the signing key works
+    def key_unavailable(self) -> None: ...  # the signing key cannot sign for now (token out, session lost)
 
 
 class NullObserver:
@@ -41,4 +43,10 @@ class NullObserver:
         pass
 
     def dead(self, direction: str) -> None:
+        pass
+
+    def signed(self) -> None:
+        pass
+
+    def key_unavailable(self) -> None:
         pass

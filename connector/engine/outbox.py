@@ -213,6 +213,7 @@ class Outbox:
         except RetryableAxisError as exc:
             self._failed(row, str(exc), retryable=True)
         except KeyUnavailableError as exc:
+            ctx.observer.key_unavailable()
             self.ctx.wait_and_stop("out", row, "the signing key", exc)
         except (AxisError, EdxmlError, BuildError, ExtractError, JsonFormError, KeySourceError, OSError) as exc:
             full = as_disk_full(exc)
@@ -243,6 +244,7 @@ class Outbox:
                         if ctx.key is None:
                             raise KeySourceError("signing", "no signing key is configured")
                         sign(message, ctx.key, out)
+                        ctx.observer.signed()
                     else:
                         build(message, out)
             return ctx.evidence.put_file(tmp).sha256

@@ -277,12 +277,25 @@ class IntakeHttpConfig(_Model):
     token_env: str | None = None
     token_file: Path | None = None
     max_body_bytes: int = Field(2 * 1024**3, gt=0)
+    # HTTPS: the server's certificate (PEM, may carry its chain) and key; with tls_client_ca a
+    # DMS must also present a client certificate issued under that CA bundle (mutual TLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
     _env = field_validator("token_env")(_check_env_name)
 
     @model_validator(mode="after")
     def _token(self) -> IntakeHttpConfig:
         _one_secret(self.token_env, self.token_file, "the intake API's token", "token_env", "token_file", True)
+        return self
+
+    @model_validator(mode="after")
+    def _tls(self) -> IntakeHttpConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("HTTPS needs both tls_cert and tls_key (or neither, for plain HTTP)")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (client certificates) needs HTTPS: set tls_cert and tls_key too")
         return self
 
 

@@ -4,6 +4,7 @@ traceback; a truly unexpected error type keeps its traceback, once per round and
 
 from __future__ import annotations
 
+import errno
 import logging
 
 import pytest
@@ -88,3 +89,22 @@ def test_unexpected_error_keeps_its_traceback_once(daemon, caplog):
     assert [r.exc_info is not None for r in records] == [True, False, False, True]
     assert records[0].getMessage() == "send round failed: unexpected KeyError: 'agency'"
     assert records[1].getMessage() == "send round failed: unexpected KeyError: 'agency' (traceback logged earlier)"
+
+
+def test_a_full_disk_inside_an_unexpected_error_type_is_one_line_naming_the_folder(daemon, caplog, tmp_path):
+    """A library may wrap ENOSPC in its own exception type: the round still reports the full
+    disk and its folder in one line, not a traceback of a "bug"."""
+    spool = tmp_path / "spool"
+
+    def wrapped_full_disk():
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", str(spool))
+        except OSError as exc:
+            raise RuntimeError("the library could not write its buffer") from exc
+
+    caplog.set_level(logging.INFO, logger="connector")
+    daemon._job("process", wrapped_full_disk)()
+    (record,) = _round_records(caplog)
+    assert record.levelno == logging.ERROR and record.exc_info is None
+    assert record.getMessage().startswith("process round failed: ")
+    assert str(spool) in record.getMessage() and "unexpected" not in record.getMessage()
