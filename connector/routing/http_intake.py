@@ -17,8 +17,16 @@ needs ``Authorization: Bearer <token>`` (compared in constant time); otherwise 4
 ``POST /statuses``  a JSON status report (:mod:`.status_report`); 202 ``{"tracking_id": ...}``
     from ``report_status(report)``, 422 with the problems.
 
-An exception other than :class:`IntakeRejected` from a callback is logged and answered 500
-with a one-line message, never a traceback.
+The connector's own storage failing is not the DMS's fault and not a bug: a spool folder that
+is full (``ENOSPC``/``EDQUOT``), missing or cannot be written, and a full disk under the
+engine (``submit`` or ``report_status`` raising :class:`~connector.durable.DiskFull`: its
+database, staging or spool folder) are answered ``503`` with ``Retry-After: 30`` and a
+one-line ``{"error"}`` naming the condition (never a server path), so the DMS tries again
+later. The log gets one line naming the folder, no traceback; the request's partial files
+are removed.
+
+Any other exception from a callback is logged and answered 500 with a one-line message, never
+a traceback.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from connector.durable import NO_SPACE_ERRNOS, as_disk_full
 from connector.edxml.names import normalized, unsafe_reason
 from connector.multipart import MultipartError
 
@@ -50,10 +59,13 @@ __all__ = ["IntakeRejected", "StatusReport", "intake_app"]
 log = logging.getLogger("connector.routing.http_intake")
 
 MAX_STATUS_BYTES = 1024**2
+RETRY_AFTER_S = 30
+"""What a 503 for a full or unusable spool folder or disk asks the DMS to wait (seconds)."""
 _REASONS = {
     200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
     405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
     415: "Unsupported Media Type", 422: "Unprocessable Content", 500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 Submit = Callable[[dict, list[Path]], str]
@@ -111,10 +123,15 @@ def intake_app(
             body = {"error": answer.error}
             if answer.problems is not None:
                 body["problems"] = answer.problems
-        except Exception:
-            log.exception("intake API: %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-            status, headers = 500, []
-            body = {"error": "internal error in the connector; the operator finds the detail in its log"}
+        except Exception as exc:
+            full = as_disk_full(exc)
+            if full is None:
+                log.exception("intake API: %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+                status, headers = 500, []
+                body = {"error": "internal error in the connector; the operator finds the detail in its log"}
+            else:
+                answer = _disk_full(environ, full)
+                status, headers, body = answer.status, answer.headers, {"error": answer.error}
         data = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
         start_response(
             f"{status} {_REASONS.get(status, '')}".strip(),
@@ -132,6 +149,31 @@ def _authorize(environ: dict, expected: bytes) -> None:
     given = value.strip().encode("latin-1", "replace")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
         raise _Answer(401, "missing or wrong bearer token", headers=[("WWW-Authenticate", 'Bearer realm="edoc-connector intake"')])
+
+
+def _unavailable(environ: dict, error: str, logged: str) -> _Answer:
+    """A 503 with ``Retry-After`` for storage trouble on the connector's side, after one log
+    line (``logged``: names the folder, for the operator; ``error`` does not, for the DMS)."""
+    log.error("intake API: %s %s answered 503: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), logged)
+    return _Answer(503, f"{error}; try again later", headers=[("Retry-After", str(RETRY_AFTER_S))])
+
+
+def _disk_full(environ: dict, exc: OSError) -> _Answer:
+    """The answer to a full disk under the engine (a :class:`~connector.durable.DiskFull`
+    from ``submit`` or ``report_status``): the connector cannot queue anything for now."""
+    where = f": {exc.filename}" if exc.filename is not None else ""
+    return _unavailable(environ, "the connector's storage is full", f"{exc.strerror or exc}{where}")
+
+
+def _spool_trouble(environ: dict, spool: Path, exc: OSError) -> _Answer:
+    """The answer when the request's files cannot be written into the spool folder: full
+    (``ENOSPC``/``EDQUOT``), gone, read-only or not writable."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in NO_SPACE_ERRNOS:
+        return _unavailable(environ, "the connector's spool folder is full",
+                            f"the spool folder {spool} is full ({reason})")
+    return _unavailable(environ, "the connector cannot write to its spool folder",
+                        f"cannot write to the spool folder {spool} ({reason})")
 
 
 def _allow(method: str, allowed: str) -> None:
@@ -187,7 +229,10 @@ def _post_document(environ: dict, submit: Submit, spool: Path, max_body: int, ma
                    check: DocumentCheck | None) -> tuple[int, Any, list]:
     stream = _body_stream(environ, max_body)
     folder = spool / uuid.uuid4().hex
-    folder.mkdir()
+    try:
+        folder.mkdir()
+    except OSError as exc:  # the spool folder is gone, read-only, not writable or full
+        raise _spool_trouble(environ, spool, exc) from None
     try:
         problems: list[str] = []
         taken: set[str] = set()
@@ -210,6 +255,8 @@ def _post_document(environ: dict, submit: Submit, spool: Path, max_body: int, ma
             form = parse_form(stream, environ.get("CONTENT_TYPE", ""), folder, limits=limits, file_path=file_path)
         except MultipartError as exc:
             raise _Answer(exc.status, f"cannot read the multipart body: {exc}") from None
+        except OSError as exc:  # reading the body fails as an _Answer: this is writing a file into the spool
+            raise _spool_trouble(environ, spool, exc) from None
         problems += [f"field {name!r}: unexpected form field; send the document JSON as the field \"metadata\" and each "
                      "file as a part with a filename" for name in form.fields if name != "metadata"]
         metadata = form.fields.get("metadata", [])

@@ -104,7 +104,7 @@ class DmsStandIn:
             status = self.script.pop(0) if self.script else 201
         if self.auth is not None and headers.get("authorization") != self.auth:
             status = 401
-        text = {201: "Created", 400: "Bad Request", 401: "Unauthorized", 422: "Unprocessable",
+        text = {201: "Created", 400: "Bad Request", 401: "Unauthorized", 409: "Conflict", 422: "Unprocessable",
                 500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "X")
         answer = json.dumps({"status": status, "detail": "trường 'subject' bị thiếu" if status == 422 else text}, ensure_ascii=False).encode()
         extra = [("Location", "/dms/docs/77")] if status == 201 else []

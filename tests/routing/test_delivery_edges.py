@@ -107,7 +107,7 @@ def _deliver_hook(app: _App, delivery, **settings) -> DeliveryError:
         ("401 Unauthorized", False, 1),
         ("403 Forbidden", False, 1),
         ("404 Not Found", False, 1),
-        ("409 Conflict", False, 1),
+        ("409 Conflict", True, 3),  # the Idempotency-Key is still being processed: retried (module docstring)
         ("413 Payload Too Large", False, 1),
         ("422 Unprocessable Entity", False, 1),
         ("429 Too Many Requests", True, 3),
