@@ -3,7 +3,9 @@
 ``initdb`` refuses to run as root (CI containers run as root), so as root the cluster is
 created and run as the ``postgres`` system user that Debian's package creates. The server
 listens on 127.0.0.1 on a free port with ``trust`` authentication; each test that wants
-isolation asks :meth:`PostgresServer.new_database` for a database of its own.
+isolation asks :meth:`PostgresServer.new_database` for a database of its own, and a test
+that needs the database on a disk of its own (a small tmpfs, to fill it) asks
+:meth:`PostgresServer.database_on` for one whose tables live in a tablespace there.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,14 +97,49 @@ class PostgresServer:
         )
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def new_database(self, prefix: str = "t") -> str:
-        """Create an empty database and return its SQLAlchemy URL."""
+    def _admin(self):
+        """An autocommit superuser connection to the ``postgres`` database."""
         import psycopg
 
+        return psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True)
+
+    def new_database(self, prefix: str = "t") -> str:
+        """Create an empty database and return its SQLAlchemy URL."""
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
+        with self._admin() as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def scratch_folder(self, name: str) -> Path:
+        """A new folder the server's user can reach (a test's own tmp_path is private to root),
+        e.g. to mount a small disk on and put a tablespace there."""
+        folder = self.root / "scratch" / f"{name}-{uuid.uuid4().hex[:8]}"
+        folder.mkdir(parents=True)
+        os.chmod(folder.parent, 0o755)
+        return folder
+
+    @contextmanager
+    def database_on(self, folder: Path, prefix: str = "t") -> Iterator[str]:
+        """A new database whose tables and indexes are created in a tablespace at ``folder``
+        (its ``default_tablespace``; the catalogs and the write-ahead log stay in the data
+        directory), as the store's tables are when the database's own disk is ``folder``'s.
+        Yields its URL; the database and the tablespace are dropped afterwards, so ``folder``
+        can be unmounted."""
+        if self.run_as:
+            info = pwd.getpwnam(self.run_as)
+            os.chown(folder, info.pw_uid, info.pw_gid)
+        space = f"{prefix}_space_{uuid.uuid4().hex[:8]}"
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        try:
+            with self._admin() as conn:
+                conn.execute(f"CREATE TABLESPACE \"{space}\" LOCATION '{folder}'")
+                conn.execute(f'CREATE DATABASE "{name}"')
+                conn.execute(f'ALTER DATABASE "{name}" SET default_tablespace = "{space}"')
+            yield self.url(name)
+        finally:
+            with self._admin() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'DROP TABLESPACE IF EXISTS "{space}"')
 
 
 def start_postgres() -> PostgresServer:
