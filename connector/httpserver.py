@@ -9,6 +9,10 @@ endpoint and the local intake API all run on it. What ``wsgiref`` lacks is added
 - ``Expect: 100-continue`` (curl, for a body over 1 MB) is answered ``100 Continue`` when the
   app starts reading the body, so the client does not wait a second first; an app that answers
   without reading (401, 413) gets its answer out before any body is sent;
+- an app that answers before reading the whole body (413, 401, a 503 on a full disk) has the
+  rest read and discarded for up to ``linger_timeout`` seconds (unless the client was never told
+  to send it), so a client that reads the answer only after sending everything gets it instead
+  of a reset connection; a ``Content-Length`` body cannot be read past its end;
 - the app can drop a connection without answering (fault injection) by raising
   :class:`DropConnection`: the socket is reset, nothing is written;
 - every error the server answers itself (a malformed request line, an over-long URL or header,
@@ -97,6 +101,37 @@ class _ChunkedReader:
         return bytes(out)
 
 
+class _LengthReader:
+    """The request body of a known ``Content-Length``: reads end at its last byte (an app
+    cannot read into what follows), and :attr:`left` says how much of it was not read."""
+
+    def __init__(self, raw, length: int):
+        self.raw = raw
+        self.left = length
+
+    @property
+    def done(self) -> bool:
+        return self.left <= 0
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.raw.read(want) if want > 0 else b""
+        self.left -= len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        want = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.raw.readline(want) if want > 0 else b""
+        self.left -= len(data)
+        return data
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+
 class _ContinueReader:
     """The request body's stream, sending ``100 Continue`` before its first read.
 
@@ -159,6 +194,14 @@ class _TimedSocketIO(socket.SocketIO):
             raise TimeoutError(f"nothing received for {server.idle_timeout:g} s") from None
 
 
+def _content_length(environ: dict) -> int:
+    """The request's Content-Length (0 when absent or not a number: no body is read then)."""
+    try:
+        return max(0, int(environ.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return 0
+
+
 def _json_error(message: str) -> bytes:
     return json.dumps({"error": message}, ensure_ascii=False).encode("utf-8")
 
@@ -190,6 +233,7 @@ class _Handler(ServerHandler):
 
 
 class _RequestHandler(WSGIRequestHandler):
+    _continue: _ContinueReader | None = None  # the body's stream when the client expects 100-continue
     head_deadline: float | None = None  # time.monotonic() by which the request line and headers must be in
 
     def setup(self):
@@ -255,12 +299,15 @@ class _RequestHandler(WSGIRequestHandler):
         self.connection.settimeout(self.server.idle_timeout)
         environ = self.get_environ()
         rfile = self.rfile
+        self._continue = None
         if self._expects_continue():
-            rfile = _ContinueReader(rfile, self._send_continue)
+            rfile = self._continue = _ContinueReader(rfile, self._send_continue)
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            rfile = _ChunkedReader(rfile)
+            rfile = body = _ChunkedReader(rfile)
             environ.pop("CONTENT_LENGTH", None)
             environ["connector.chunked"] = True
+        else:
+            rfile = body = _LengthReader(rfile, _content_length(environ))
         handler = self._wsgi_handler = _Handler(rfile, self.wfile, self.get_stderr(), environ, multithread=True)
         handler.request_handler = self
         handler.run(self.server.get_app())
@@ -271,6 +318,31 @@ class _RequestHandler(WSGIRequestHandler):
             except OSError:
                 pass
             self.close_connection = True
+        elif not body.done and not self._continue_withheld():
+            self._drain(body)
+
+    def _drain(self, body) -> None:
+        """Read and discard what the app left of the request body (it answered early: 413, 401,
+        a 503 on a full disk), for up to ``linger_timeout`` seconds. A client such as
+        ``requests`` reads the answer only once it has sent the whole body; closing with body
+        bytes unread would reset the connection, and the client would see "connection reset"
+        instead of the answer."""
+        until = time.monotonic() + self.server.linger_timeout
+        try:
+            while not body.done:
+                left = until - time.monotonic()
+                if left <= 0:
+                    return
+                self.connection.settimeout(min(left, self.server.idle_timeout or left))
+                if not body.read(1 << 16):
+                    return
+        except (OSError, ValueError):  # the client went away, or sent a broken chunk: nothing to save
+            return
+
+    def _continue_withheld(self) -> bool:
+        """Whether the client was never told to send its body (``Expect: 100-continue`` and the
+        app answered without reading): it will not send it, so there is nothing to drain."""
+        return self._continue is not None and self._continue._send_continue is not None
 
     def _expects_continue(self) -> bool:
         # An HTTP/1.0 client cannot be sent a 1xx answer (RFC 9110, section 10.1.1).
@@ -297,6 +369,7 @@ class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     idle_timeout: float | None = 60.0  # seconds a connection may send or read nothing
     head_timeout: float | None = 30.0  # seconds for the request line and headers, in all
     max_connections = 100
+    linger_timeout = 30.0  # seconds spent reading the rest of a body the app did not read
 
     def __init__(self, server_address, handler_class, bind_and_activate: bool = True):
         host = server_address[0]

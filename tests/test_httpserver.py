@@ -223,3 +223,102 @@ def test_an_ipv6_loopback_address_can_be_served():
     with WsgiServer(_echo_length, host="::1") as server:
         assert server.url == f"http://[::1]:{server.port}" and server.loopback_only
         assert requests.post(f"{server.url}/", data=b"abc", timeout=10).text == "3"
+
+
+# --------------------------------------------------------------------------- early answers
+
+
+def _refuses_unread(status: str):
+    """An app that answers at once, reading none of the body (a 413 on the declared size, a
+    503 on a full spool)."""
+
+    def app(environ, start_response):
+        body = json.dumps({"error": "refused before reading"}).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
+def _reads_some(environ, start_response):
+    """Reads 64 KiB of the body, then answers 503 (a spool that filled up mid-upload)."""
+    environ["wsgi.input"].read(65536)
+    start_response("503 Service Unavailable", [("Content-Type", "application/json"), ("Retry-After", "30"),
+                                               ("Content-Length", "2")])
+    return [b"{}"]
+
+
+def _post_whole_body(port: int, body_size: int, *, chunked: bool) -> bytes:
+    """POST ``body_size`` bytes the way most clients do (the whole body first, then read the
+    answer), on a raw socket that never half-closes; the answer. A reset while sending (the
+    server closed with body bytes unread) raises ConnectionError: on Windows clients that reset
+    also throws away the answer already received."""
+    block = b"x" * (1 << 20)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        if chunked:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(body_size // len(block)):
+                sock.sendall(b"%x\r\n" % len(block) + block + b"\r\n")
+            sock.sendall(b"0\r\n\r\n")
+        else:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % body_size)
+            for _ in range(body_size // len(block)):
+                sock.sendall(block)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("app, status", [(_refuses_unread("413 Content Too Large"), b"413"), (_reads_some, b"503")],
+                         ids=["unread", "partly-read"])
+def test_an_early_answer_reaches_a_client_still_sending_a_large_body(app, status, chunked):
+    """The app answers before reading the whole body: the server reads and discards the rest,
+    so a client sending it whole is never reset and reads the 413 or 503 afterwards."""
+    with WsgiServer(app) as server:
+        for _ in range(3):  # not a lucky race: every time
+            answer = _post_whole_body(server.port, 32 << 20, chunked=chunked)
+            assert answer.startswith(b"HTTP/1.0 " + status), answer[:100]
+        assert requests.post(server.url, data=b"x" * (8 << 20), timeout=30).status_code == int(status)
+
+
+def test_the_rest_of_a_body_is_read_for_linger_timeout_at_most():
+    """A client that keeps a large body coming slower than the server will wait is cut off
+    after ``linger_timeout``: draining cannot hold a connection for ever."""
+    with WsgiServer(_refuses_unread("413 Content Too Large")) as server:
+        server.httpd.linger_timeout = 0.5
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(b"POST / HTTP/1.0\r\nContent-Length: 100000000\r\n\r\n")
+            started = time.monotonic()
+            answer = b""
+            try:
+                while time.monotonic() - started < 20:
+                    sock.sendall(b"x" * 1000)
+                    time.sleep(0.01)
+                    readable, _, _ = select.select([sock], [], [], 0)
+                    if readable:
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            break
+                        answer += chunk
+            except OSError:  # reset once the server stopped reading: the end we wait for
+                pass
+            elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.0 413")
+    assert elapsed < 15  # the server let go (after about 0.5 s), it did not read for ever
+
+
+def test_a_body_never_asked_for_is_not_waited_for():
+    """Expect: 100-continue, and the app refuses without reading: the client was never told to
+    send the body, so the server does not wait for it before closing."""
+    with WsgiServer(_refuses_unread("413 Content Too Large")) as server:
+        server.httpd.linger_timeout = 20
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n")
+            received = b""  # the connection stays open our side: only the server can end it
+            while chunk := sock.recv(4096):
+                received += chunk
+        assert received.startswith(b"HTTP/1.0 413 Content Too Large")
+        assert time.monotonic() - started < 10
