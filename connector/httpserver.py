@@ -10,8 +10,8 @@ endpoint and the local intake API all run on it. What ``wsgiref`` lacks is added
   app starts reading the body, so the client does not wait a second first; an app that answers
   without reading (401, 413) gets its answer out before any body is sent;
 - an app that answers before reading the whole body (413, 401, a 503 on a full disk) has the
-  rest read and discarded for up to ``linger_timeout`` seconds (unless the client was never told
-  to send it), so a client that reads the answer only after sending everything gets it instead
+  rest read and discarded for up to ``linger_timeout`` seconds while it keeps coming (unless
+  the client was never told to send it), so a client that reads the answer only after sending everything gets it instead
   of a reset connection; a ``Content-Length`` body cannot be read past its end;
 - the app can drop a connection without answering (fault injection) by raising
   :class:`DropConnection`: the socket is reset, nothing is written;
@@ -323,7 +323,8 @@ class _RequestHandler(WSGIRequestHandler):
 
     def _drain(self, body) -> None:
         """Read and discard what the app left of the request body (it answered early: 413, 401,
-        a 503 on a full disk), for up to ``linger_timeout`` seconds. A client such as
+        a 503 on a full disk), for up to ``linger_timeout`` seconds, while it keeps coming
+        (a pause of ``linger_idle`` ends it). A client such as
         ``requests`` reads the answer only once it has sent the whole body; closing with body
         bytes unread would reset the connection, and the client would see "connection reset"
         instead of the answer."""
@@ -333,10 +334,10 @@ class _RequestHandler(WSGIRequestHandler):
                 left = until - time.monotonic()
                 if left <= 0:
                     return
-                self.connection.settimeout(min(left, self.server.idle_timeout or left))
+                self.connection.settimeout(min(left, self.server.linger_idle))
                 if not body.read(1 << 16):
                     return
-        except (OSError, ValueError):  # the client went away, or sent a broken chunk: nothing to save
+        except (OSError, ValueError):  # gone quiet, gone away, or a broken chunk: nothing more to wait for
             return
 
     def _continue_withheld(self) -> bool:
@@ -370,6 +371,7 @@ class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     head_timeout: float | None = 30.0  # seconds for the request line and headers, in all
     max_connections = 100
     linger_timeout = 30.0  # seconds spent reading the rest of a body the app did not read
+    linger_idle = 2.0  # ... and stopped when none of it arrives for this long (the client stopped sending)
 
     def __init__(self, server_address, handler_class, bind_and_activate: bool = True):
         host = server_address[0]
