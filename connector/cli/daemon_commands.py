@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..daemon.config import ConfigError, load_config
+from ..edxml.model import NOT_DELIVERED_CODES
 from ..engine.outbox import IntakeError
 from ..input_files import InputFile
 
@@ -167,10 +168,27 @@ def resend_cmd(config_path: Path, ident: str) -> None:
     or fetch again an axis item whose fetching was given up (its axis item id)."""
     with _runtime(config_path, exclusive=False) as rt:
         ok = rt.engine.resend(ident)
+        tracked = None if ok else rt.engine.track(ident)
     if not ok:
-        click.echo(f"{ident}: no dead or cancelled document with this id", err=True)
+        click.echo(f"{ident}: {_why_not_resent(tracked)}", err=True)
         sys.exit(1)
     click.echo(f"{ident}: queued again")
+
+
+def _why_not_resent(tracked: dict | None) -> str:
+    """Why ``resend`` found nothing to queue again, in words the operator can act on."""
+    if tracked is None:
+        return "no dead or cancelled document with this id"
+    if tracked["state"] != "sent":
+        return f"the document is {tracked['state']}, not dead or cancelled: it is still on its way (see `status`)"
+    failed = [r for r in tracked["recipients"] if r["status_code"] in NOT_DELIVERED_CODES]
+    text = (f"the document was sent (axis id {tracked['axis_id']}): the axis holds its DocumentId, and the same "
+            "document sent again is refused as a duplicate (the hub answers M.Exist)")
+    if failed:
+        names = "; ".join(f"{r['agency']}: {r['status_code']} {r['status_name']}" for r in failed)
+        text += (f". Not delivered to {names}. Send it again from the document software as a new document "
+                 "(a new number), or ask the provincial hub to forward it")
+    return text
 
 
 @click.command("cancel")

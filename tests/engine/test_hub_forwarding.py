@@ -11,7 +11,7 @@ import logging
 import requests
 from click.testing import CliRunner
 
-from connector.cli.daemon_commands import status_cmd
+from connector.cli.daemon_commands import resend_cmd, status_cmd
 
 from .conftest import G22, H16, inbox_docs, rounds, submit_sample
 
@@ -63,3 +63,21 @@ def test_forward_fail_must_be_a_list_of_codes(sandbox):
     r = requests.post(f"{sandbox.url}/admin/faults", json={"forward_fail": G22},
                       headers={"Authorization": f"Bearer {sandbox.admin_token}"}, timeout=5)
     assert r.status_code == 400 and "forward_fail must be a list of agency codes" in r.text
+
+
+def test_resend_of_a_document_the_hub_could_not_forward_says_why_and_what_to_do(make_side, sandbox):
+    """The hub keeps the DocumentId of what it took: ``resend`` cannot send the same document
+    again (M.Exist), and says so, naming the recipient it never reached and the way out."""
+    assert set_faults(sandbox, forward_fail=[G22])["forward_fail"] == [G22]
+    h16, g22 = make_side(H16, "soap"), make_side(G22, "vxp")
+    tracking, _ = submit_sample(h16, G22, 73)
+    rounds(h16, g22)
+    result = CliRunner().invoke(resend_cmd, ["--config", str(h16.site.config_path), tracking])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"{tracking}: the document was sent (axis id {h16.engine.track(tracking)['axis_id']}): the axis holds its "
+        "DocumentId, and the same document sent again is refused as a duplicate (the hub answers M.Exist). Not "
+        f"delivered to {G22}: 999 Gửi thất bại (provincial hub: forwarding to the national axis failed). Send it "
+        "again from the document software as a new document (a new number), or ask the provincial hub to forward it")
+    unknown = CliRunner().invoke(resend_cmd, ["--config", str(h16.site.config_path), "out-nope"])
+    assert (unknown.exit_code, unknown.output.strip()) == (1, "out-nope: no dead or cancelled document with this id")
