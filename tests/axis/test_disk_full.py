@@ -37,6 +37,7 @@ from connector.edxml.parse import parse
 from connector.edxml.samples import sample_edoc, sample_status
 from connector.engine.inbox import read_fetch_failures
 from connector.signing.devpki import create_dev_pki
+from tests.support.raw_http import read_request
 from tests.support.small_disk import SmallDisk, small_disk
 
 from .conftest import G22, H16, attachment_bytes
@@ -147,7 +148,7 @@ class CuttingRelay:
     def _relay(self, client: socket.socket) -> None:
         client.settimeout(10)
         with client, socket.create_connection(self.upstream, timeout=10) as upstream:
-            upstream.sendall(_read_request(client))
+            upstream.sendall(read_request(client))
             sent = 0
             while sent < self.limit and (block := upstream.recv(min(65536, self.limit - sent))):
                 client.sendall(block)
@@ -158,25 +159,6 @@ class CuttingRelay:
 
     def close(self) -> None:
         self.listener.close()
-
-
-def _read_request(client: socket.socket) -> bytes:
-    """One HTTP request with a Content-Length body (what the client sends), as received."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        block = client.recv(65536)
-        if not block:
-            raise ConnectionError("the client closed before sending its request")
-        data += block
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
-                   if line.split(b":", 1)[0].strip().lower() == b"content-length"), 0)
-    while len(body) < length:
-        block = client.recv(65536)
-        if not block:
-            raise ConnectionError("the client closed inside its request")
-        body += block
-    return head + b"\r\n\r\n" + body
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from connector.edxml.jsonform import to_json
 from connector.edxml.samples import sample_edoc
 from connector.sandbox.server import SandboxServer
 from connector.signing.devpki import create_dev_pki
+from connector.signing.keys import KeyUnavailableError
 
 H16, G22 = "000.00.00.H16", "000.00.00.G22"
 
@@ -93,3 +94,16 @@ def inbox_docs(side: Side) -> list[Path]:
 def pg_url_pair(postgres_server) -> tuple[str, str]:
     """Two fresh PostgreSQL databases (one per agency; instances of one agency share one)."""
     return postgres_server.new_database(), postgres_server.new_database()
+
+
+class TokenOut:
+    """A signing key whose token is out: every signature fails as a PKCS#11 key fails then."""
+
+    def __init__(self, key):
+        self._key = key
+
+    def __getattr__(self, name):
+        return getattr(self._key, name)
+
+    def sign(self, data: bytes) -> bytes:
+        raise KeyUnavailableError("pkcs11", "token 'edoc' is not present (removed?)")

@@ -25,7 +25,7 @@ from connector.signing.keys import KeyUnavailableError
 from tests.support.small_disk import small_disk
 from tests.support.sites import wait_for
 
-from .conftest import G22, H16, rounds, submit_sample
+from .conftest import G22, H16, TokenOut, rounds, submit_sample
 
 NO_SPACE = "No space left on device"
 
@@ -264,19 +264,6 @@ def test_loopback_intake_api_is_not_warned_and_the_ops_address_is_logged_once(ma
 # --------------------------------------------------------------------------- /metrics
 
 
-class _TokenOut:
-    """A signing key whose token is out: every signature fails as a PKCS#11 key fails then."""
-
-    def __init__(self, key):
-        self._key = key
-
-    def __getattr__(self, name):
-        return getattr(self._key, name)
-
-    def sign(self, data: bytes) -> bytes:
-        raise KeyUnavailableError("pkcs11", "token 'edoc' is not present (removed?)")
-
-
 KEY_GAUGE = ("signing_key_unavailable", ())
 
 
@@ -287,7 +274,7 @@ def test_signing_key_unavailable_gauge_while_documents_cannot_be_signed(make_sid
     with ops_server(d) as url:
         assert scrape(url)[KEY_GAUGE] == 0
         submit_sample(h16, G22, 1)
-        h16.engine.ctx.key = _TokenOut(key)
+        h16.engine.ctx.key = TokenOut(key)
         for _ in range(2):
             d._job("send", d._round_send)()
             assert scrape(url)[KEY_GAUGE] == 1
@@ -307,7 +294,7 @@ def test_signing_key_unavailable_gauge_from_the_audit_seal(make_side, caplog):
     submit_sample(h16, G22, 1)  # an exchange-log entry to seal
     caplog.set_level(logging.INFO, logger="connector")
     with ops_server(d) as url:
-        sealer.key = _TokenOut(key)
+        sealer.key = TokenOut(key)
         d._job("seal", d._round_seal)()
         assert scrape(url)[KEY_GAUGE] == 1
         (record,) = [r for r in _daemon_records(caplog, logging.WARNING)]

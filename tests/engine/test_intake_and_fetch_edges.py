@@ -22,7 +22,7 @@ from connector.engine.outbox import IntakeError
 from connector.routing.folder_intake import FolderIntake
 from connector.signing.keys import KeyUnavailableError
 
-from .conftest import G22, H16, inbox_docs, rounds, submit_sample
+from .conftest import G22, H16, TokenOut, inbox_docs, rounds, submit_sample
 
 INNER_JSON = b'{"so": 12, "note": "an attachment that happens to be JSON"}'
 
@@ -195,25 +195,12 @@ def test_a_resend_beside_a_poll_round_is_not_undone_by_the_rounds_save(tmp_path)
     engine.dispose()
 
 
-class _TokenOut:
-    """A signing key whose token is out: every signature fails as a PKCS#11 key fails then."""
-
-    def __init__(self, key):
-        self._key = key
-
-    def __getattr__(self, name):
-        return getattr(self._key, name)
-
-    def sign(self, data: bytes) -> bytes:
-        raise KeyUnavailableError("pkcs11", "token 'edoc' is not present (removed?)")
-
-
 def test_a_key_that_cannot_sign_for_now_keeps_the_document_queued(make_side):
     h16 = make_side(H16, "vxp")
     g22 = make_side(G22, "soap")
     out_id, _ = submit_sample(h16, G22, 51)
     key = h16.engine.ctx.key
-    h16.engine.ctx.key = _TokenOut(key)
+    h16.engine.ctx.key = TokenOut(key)
     for _ in range(5):  # more rounds than max_attempts (3): a token that is out never kills a document
         with pytest.raises(KeyUnavailableError):  # the round stops at once (the daemon logs one line)
             h16.engine.send_due()

@@ -19,7 +19,10 @@ from connector.edxml.jsonform import to_json
 from connector.edxml.model import VN_TZ, Attachment, BytesData
 from connector.edxml.parse import parse
 from connector.edxml.samples import sample_edoc, sample_status
+from connector.routing.config import WebhookDestinationConfig
 from connector.routing.delivery import Delivery
+from connector.routing.webhook_delivery import WebhookDestination
+from connector.signing.devpki import create_dev_pki
 
 H16, G22 = "000.00.00.H16", "000.00.00.G22"
 
@@ -133,3 +136,16 @@ def document_json(attachments: list[dict] | None = None, **changes) -> dict:
 def write_json(path: Path, data) -> Path:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A development PKI (TLS server and client certificates) for the DMS stand-ins."""
+    return create_dev_pki(tmp_path_factory.mktemp("pki"))
+
+
+def make_hook(url: str, sleeps: list | None = None, **settings) -> WebhookDestination:
+    """A webhook destination named ``dms-api`` posting to ``url``; its backoff waits are noted
+    in ``sleeps`` (when given) instead of slept."""
+    config = WebhookDestinationConfig(type="webhook", url=url, **settings)
+    return WebhookDestination("dms-api", config, sleep=(sleeps.append if sleeps is not None else lambda s: None))

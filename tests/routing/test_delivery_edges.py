@@ -23,11 +23,12 @@ import sqlalchemy as sa
 from connector.edxml.model import BytesData
 from connector.httpserver import WsgiServer
 from connector.routing import folder_delivery, sql_delivery
-from connector.routing.config import FolderDestinationConfig, SqlDestinationConfig, WebhookDestinationConfig
+from connector.routing.config import FolderDestinationConfig, SqlDestinationConfig
 from connector.routing.delivery import DeliveryError
 from connector.routing.folder_delivery import FolderDestination
 from connector.routing.sql_delivery import SqlDestination, create_example_tables
-from connector.routing.webhook_delivery import WebhookDestination
+
+from .conftest import make_hook
 
 TOKEN = "s3cret-token-value-42"
 
@@ -85,14 +86,9 @@ class _App:
         return [self.body]
 
 
-def _hook(url: str, sleeps: list | None = None, **settings) -> WebhookDestination:
-    config = WebhookDestinationConfig(type="webhook", url=url, **settings)
-    return WebhookDestination("dms-api", config, sleep=(sleeps.append if sleeps is not None else lambda s: None))
-
-
 def _deliver_hook(app: _App, delivery, **settings) -> DeliveryError:
     with WsgiServer(app) as server, pytest.raises(DeliveryError) as info:
-        _hook(f"{server.url}/api", **settings).deliver(delivery)
+        make_hook(f"{server.url}/api", **settings).deliver(delivery)
     assert info.value.destination == "dms-api" and "dms-api" in str(info.value)
     return info.value
 
@@ -167,13 +163,13 @@ def test_webhook_never_quotes_the_basic_password_the_dms_echoes(make_delivery, t
 def test_webhook_secret_query_parameter_never_in_the_error(make_delivery):
     app = _App("500 Internal Server Error", b"boom")
     with WsgiServer(app) as server, pytest.raises(DeliveryError) as info:
-        _hook(f"{server.url}/api?api_key={TOKEN}&x=1", retries=0).deliver(make_delivery())
+        make_hook(f"{server.url}/api?api_key={TOKEN}&x=1", retries=0).deliver(make_delivery())
     assert info.value.retryable and TOKEN not in str(info.value) and "api_key=***" in str(info.value)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there
     with pytest.raises(DeliveryError) as info:
-        _hook(f"http://127.0.0.1:{port}/api?api_key={TOKEN}", retries=0).deliver(make_delivery())
+        make_hook(f"http://127.0.0.1:{port}/api?api_key={TOKEN}", retries=0).deliver(make_delivery())
     assert info.value.retryable and "cannot connect" in str(info.value) and TOKEN not in str(info.value)
 
 
@@ -181,7 +177,7 @@ def test_webhook_2xx_is_delivered_whatever_the_body(make_delivery):
     """The contract: 2xx is delivered (the body is not read); no body-level failure is defined."""
     app = _App("200 OK", b'{"ok": false}')
     with WsgiServer(app) as server:
-        assert _hook(f"{server.url}/api").deliver(make_delivery()) == f"{server.url}/api"
+        assert make_hook(f"{server.url}/api").deliver(make_delivery()) == f"{server.url}/api"
 
 
 def test_webhook_429_retry_after_is_not_hammered(make_delivery):
@@ -190,7 +186,7 @@ def test_webhook_429_retry_after_is_not_hammered(make_delivery):
     app = _App("429 Too Many Requests", b"slow down", [("Retry-After", "120")])
     sleeps: list[float] = []
     with WsgiServer(app) as server, pytest.raises(DeliveryError) as info:
-        _hook(f"{server.url}/api", sleeps, retries=3, backoff_s=0.5).deliver(make_delivery())
+        make_hook(f"{server.url}/api", sleeps, retries=3, backoff_s=0.5).deliver(make_delivery())
     error = info.value
     assert error.retryable and app.calls == 1 and sleeps == []
     assert "HTTP 429" in str(error) and "Retry-After 120" in str(error)
@@ -200,7 +196,7 @@ def test_webhook_short_retry_after_is_waited_in_call(make_delivery):
     app = _App("503 Service Unavailable", b"", [("Retry-After", "1")])
     sleeps: list[float] = []
     with WsgiServer(app) as server, pytest.raises(DeliveryError) as info:
-        _hook(f"{server.url}/api", sleeps, retries=2, backoff_s=0.1).deliver(make_delivery())
+        make_hook(f"{server.url}/api", sleeps, retries=2, backoff_s=0.1).deliver(make_delivery())
     assert info.value.retryable and app.calls == 3 and sleeps == [1.0, 1.0]
 
 
@@ -208,7 +204,7 @@ def test_webhook_429_without_retry_after_backs_off(make_delivery):
     app = _App("429 Too Many Requests", b"")
     sleeps: list[float] = []
     with WsgiServer(app) as server, pytest.raises(DeliveryError, match="after 3 attempts") as info:
-        _hook(f"{server.url}/api", sleeps, retries=2, backoff_s=0.5).deliver(make_delivery())
+        make_hook(f"{server.url}/api", sleeps, retries=2, backoff_s=0.5).deliver(make_delivery())
     assert info.value.retryable and app.calls == 3 and len(sleeps) == 2
 
 
@@ -243,7 +239,7 @@ def silent_server():
 def test_webhook_hung_dms_times_out_retryable(make_delivery, silent_server):
     sleeps: list[float] = []
     with pytest.raises(DeliveryError) as info:
-        _hook(silent_server, sleeps, retries=1, timeout_s=0.3).deliver(make_delivery())
+        make_hook(silent_server, sleeps, retries=1, timeout_s=0.3).deliver(make_delivery())
     assert info.value.retryable and "timed out" in str(info.value) and "after 2 attempts" in str(info.value)
 
 
@@ -262,7 +258,7 @@ def test_webhook_connection_dropped_mid_answer_is_retryable(make_delivery):
     thread.start()
     try:
         with pytest.raises(DeliveryError) as info:
-            _hook(f"http://127.0.0.1:{listener.getsockname()[1]}/api", retries=1, timeout_s=5).deliver(make_delivery())
+            make_hook(f"http://127.0.0.1:{listener.getsockname()[1]}/api", retries=1, timeout_s=5).deliver(make_delivery())
     finally:
         thread.join(timeout=10)
         listener.close()
@@ -587,7 +583,7 @@ def test_webhook_413_sent_before_the_body_is_read_is_permanent(make_delivery):
     thread.start()
     try:
         with pytest.raises(DeliveryError) as info:
-            _hook(f"http://127.0.0.1:{listener.getsockname()[1]}/api", retries=0, timeout_s=5).deliver(
+            make_hook(f"http://127.0.0.1:{listener.getsockname()[1]}/api", retries=0, timeout_s=5).deliver(
                 make_delivery(attachments=[("big.pdf", b"%PDF" * (2 * 1024**2))]))
     finally:
         thread.join(timeout=10)

@@ -17,25 +17,14 @@ import time
 import pytest
 
 from connector.httpserver import WsgiServer
-from connector.routing.config import WebhookDestinationConfig
 from connector.routing.delivery import DeliveryError
-from connector.routing.webhook_delivery import WebhookDestination
-from connector.signing.devpki import create_dev_pki
 
-from .conftest import DmsStandIn
+from tests.support.raw_http import read_request
+
+from .conftest import DmsStandIn, make_hook
 
 TIMEOUT_S = 1.0
 BOUND_S = 10 * TIMEOUT_S  # generous: without the deadline a trickle below lasts 30 s or more
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return create_dev_pki(tmp_path_factory.mktemp("pki"))
-
-
-def _hook(url: str, sleeps: list | None = None, **settings) -> WebhookDestination:
-    config = WebhookDestinationConfig(type="webhook", url=url, **settings)
-    return WebhookDestination("dms-api", config, sleep=(sleeps.append if sleeps is not None else lambda s: None))
 
 
 class Trickler:
@@ -78,27 +67,10 @@ class Trickler:
                 if self.tls:
                     conn = self.tls.wrap_socket(conn, server_side=True)
                 with conn:
-                    self._read_request(conn)
+                    read_request(conn)
                     self._trickle(conn)
             except OSError:  # the client hung up (as it must, at its deadline)
                 pass
-
-    @staticmethod
-    def _read_request(conn: socket.socket) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            block = conn.recv(65536)
-            if not block:
-                raise ConnectionError("request cut short")
-            data += block
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:"))
-        while len(body) < length:
-            block = conn.recv(65536)
-            if not block:
-                raise ConnectionError("body cut short")
-            body += block
 
     def _trickle(self, conn: socket.socket) -> None:
         conn.sendall(self.answer[: self.fast])
@@ -128,7 +100,7 @@ def test_trickled_answer_is_cut_at_the_deadline(make_delivery, pki, scheme):
     with Trickler(answer, tls=context) as dms:
         started = time.monotonic()
         with pytest.raises(DeliveryError) as info:
-            _hook(dms.url, retries=1, timeout_s=TIMEOUT_S, **settings).deliver(make_delivery())
+            make_hook(dms.url, retries=1, timeout_s=TIMEOUT_S, **settings).deliver(make_delivery())
         elapsed = time.monotonic() - started
     error = str(info.value)
     assert info.value.retryable, error
@@ -145,7 +117,7 @@ def test_trickled_error_text_is_cut_at_the_deadline(make_delivery):
     with Trickler(head + b"busy " + b"." * 145, fast=len(head) + 5) as dms:
         started = time.monotonic()
         with pytest.raises(DeliveryError) as info:
-            _hook(dms.url, retries=0, timeout_s=TIMEOUT_S).deliver(make_delivery())
+            make_hook(dms.url, retries=0, timeout_s=TIMEOUT_S).deliver(make_delivery())
         elapsed = time.monotonic() - started
     error = str(info.value)
     assert info.value.retryable, error
@@ -167,7 +139,7 @@ def test_the_deadline_grows_with_the_item_so_a_large_upload_is_not_cut(make_deli
     with Trickler(head + b"busy " + b"." * 145, fast=len(head) + 5) as dms:
         started = time.monotonic()
         with pytest.raises(DeliveryError) as info:
-            _hook(dms.url, retries=0, timeout_s=TIMEOUT_S).deliver(delivery)
+            make_hook(dms.url, retries=0, timeout_s=TIMEOUT_S).deliver(delivery)
         elapsed = time.monotonic() - started
     error = str(info.value)
     said = re.search(r"\(the answer was cut off at the deadline of (\d+) s\)", error)
@@ -183,7 +155,7 @@ def test_409_on_the_idempotency_key_is_retried_then_delivered(make_delivery):
     dms = DmsStandIn(script=[409])
     sleeps: list[float] = []
     with WsgiServer(dms) as server:
-        hook = _hook(f"{server.url}/api", sleeps, retries=3, backoff_s=0.1)
+        hook = make_hook(f"{server.url}/api", sleeps, retries=3, backoff_s=0.1)
         assert hook.deliver(make_delivery("axis-9:000.00.00.H16")) == f"{server.url}/dms/docs/77"
         hook.close()
     assert [r.headers["idempotency-key"] for r in dms.requests] == ["axis-9:000.00.00.H16"] * 2
@@ -196,7 +168,7 @@ def test_409_that_never_clears_is_retryable_and_says_why(make_delivery):
     the DMS and naming the Idempotency-Key."""
     dms = DmsStandIn(script=[409] * 3)
     with WsgiServer(dms) as server, pytest.raises(DeliveryError) as info:
-        _hook(f"{server.url}/api", retries=2).deliver(make_delivery())
+        make_hook(f"{server.url}/api", retries=2).deliver(make_delivery())
     error = str(info.value)
     assert info.value.retryable
     assert "HTTP 409 Conflict" in error and '"detail": "Conflict"' in error and "Idempotency-Key" in error

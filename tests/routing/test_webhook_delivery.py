@@ -10,22 +10,9 @@ import socket
 import pytest
 
 from connector.httpserver import WsgiServer, tls_context
-from connector.routing.config import WebhookDestinationConfig
 from connector.routing.delivery import DeliveryError
-from connector.routing.webhook_delivery import WebhookDestination
-from connector.signing.devpki import create_dev_pki
 
-from .conftest import DmsStandIn
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return create_dev_pki(tmp_path_factory.mktemp("pki"))
-
-
-def _hook(url: str, sleeps: list | None = None, **settings) -> WebhookDestination:
-    config = WebhookDestinationConfig(type="webhook", url=url, **settings)
-    return WebhookDestination("dms-api", config, sleep=(sleeps.append if sleeps is not None else lambda s: None))
+from .conftest import DmsStandIn, make_hook
 
 
 def test_bearer_post_carries_metadata_files_and_idempotency_key(make_delivery, monkeypatch):
@@ -33,7 +20,7 @@ def test_bearer_post_carries_metadata_files_and_idempotency_key(make_delivery, m
     dms = DmsStandIn(auth="Bearer tok-123")
     delivery = make_delivery("axis-5:000.00.00.H16", attachments=[("Quyết định 5.pdf", b"%PDF-5" * 1000), ("phu-luc.xlsx", b"PK..")])
     with WsgiServer(dms) as server:
-        hook = _hook(f"{server.url}/api/edoc", auth="bearer", token_env="DMS_TOKEN")
+        hook = make_hook(f"{server.url}/api/edoc", auth="bearer", token_env="DMS_TOKEN")
         assert hook.deliver(delivery) == f"{server.url}/dms/docs/77"  # the DMS's Location
         hook.close()
     (request,) = dms.requests
@@ -57,7 +44,7 @@ def test_basic_auth_with_password_file(tmp_path, make_delivery):
     expected = "Basic " + base64.b64encode("vanthu:mật-khẩu".encode()).decode()
     dms = DmsStandIn(auth=expected)
     with WsgiServer(dms) as server:
-        hook = _hook(server.url, auth="basic", username="vanthu", password_file=secret, include_raw=False)
+        hook = make_hook(server.url, auth="basic", username="vanthu", password_file=secret, include_raw=False)
         assert hook.deliver(make_delivery("k-basic", kind="status")).endswith("/dms/docs/77")
     (request,) = dms.requests
     assert request.headers["x-edoc-kind"] == "status"
@@ -69,18 +56,18 @@ def test_tls_client_certificate(pki, make_delivery):
     dms = DmsStandIn()
     with WsgiServer(dms, ssl_context=context) as server:
         assert server.url.startswith("https://")
-        hook = _hook(server.url, auth="tls", client_cert=pki.tls_client.cert_path, client_key=pki.tls_client.key_path,
+        hook = make_hook(server.url, auth="tls", client_cert=pki.tls_client.cert_path, client_key=pki.tls_client.key_path,
                      ca_bundle=pki.chain_path)
         assert hook.deliver(make_delivery("k-tls")).endswith("/dms/docs/77")
         (request,) = dms.requests
         assert request.environ["SSL_CLIENT_VERIFY"] == "SUCCESS"
         # without a client certificate the DMS refuses the handshake: permanent, says TLS
         with pytest.raises(DeliveryError) as info:
-            _hook(server.url, ca_bundle=pki.chain_path, retries=3).deliver(make_delivery("k-tls-2"))
+            make_hook(server.url, ca_bundle=pki.chain_path, retries=3).deliver(make_delivery("k-tls-2"))
         assert not info.value.retryable and "TLS failure" in str(info.value)
         # a server certificate the bundle does not vouch for: permanent as well
         with pytest.raises(DeliveryError, match="TLS failure") as info:
-            _hook(server.url, auth="tls", client_cert=pki.tls_client.cert_path, client_key=pki.tls_client.key_path,
+            make_hook(server.url, auth="tls", client_cert=pki.tls_client.cert_path, client_key=pki.tls_client.key_path,
                   ca_bundle=pki.tls_client.cert_path).deliver(make_delivery("k-tls-3"))
         assert not info.value.retryable
     assert len(dms.requests) == 1
@@ -90,7 +77,7 @@ def test_5xx_is_retried_with_backoff_then_delivered(make_delivery):
     dms = DmsStandIn(script=[503, 500])
     sleeps: list[float] = []
     with WsgiServer(dms) as server:
-        hook = _hook(server.url, sleeps, retries=3, backoff_s=0.5)
+        hook = make_hook(server.url, sleeps, retries=3, backoff_s=0.5)
         assert hook.deliver(make_delivery("k-retry")).endswith("/dms/docs/77")
     assert len(dms.requests) == 3
     assert {r.headers["idempotency-key"] for r in dms.requests} == {"k-retry"}
@@ -101,7 +88,7 @@ def test_5xx_is_retried_with_backoff_then_delivered(make_delivery):
 def test_5xx_after_all_retries_is_retryable(make_delivery):
     dms = DmsStandIn(script=[500] * 5)
     with WsgiServer(dms) as server, pytest.raises(DeliveryError) as info:
-        _hook(server.url, retries=2).deliver(make_delivery("k-500"))
+        make_hook(server.url, retries=2).deliver(make_delivery("k-500"))
     assert info.value.retryable and info.value.destination == "dms-api"
     assert "HTTP 500 Internal Server Error" in str(info.value) and "after 3 attempts" in str(info.value)
     assert len(dms.requests) == 3
@@ -111,7 +98,7 @@ def test_5xx_after_all_retries_is_retryable(make_delivery):
 def test_4xx_is_permanent_and_quotes_the_dms(make_delivery, status, text):
     dms = DmsStandIn(script=[status])
     with WsgiServer(dms) as server, pytest.raises(DeliveryError) as info:
-        _hook(server.url, retries=3).deliver(make_delivery("k-4xx"))
+        make_hook(server.url, retries=3).deliver(make_delivery("k-4xx"))
     assert not info.value.retryable
     assert f"the DMS refused the item: HTTP {status}" in str(info.value) and text in str(info.value)
     assert len(dms.requests) == 1  # not retried
@@ -121,7 +108,7 @@ def test_wrong_token_is_permanent(make_delivery, monkeypatch):
     monkeypatch.setenv("DMS_TOKEN", "wrong")
     dms = DmsStandIn(auth="Bearer right")
     with WsgiServer(dms) as server, pytest.raises(DeliveryError, match="HTTP 401") as info:
-        _hook(server.url, auth="bearer", token_env="DMS_TOKEN").deliver(make_delivery())
+        make_hook(server.url, auth="bearer", token_env="DMS_TOKEN").deliver(make_delivery())
     assert not info.value.retryable
 
 
@@ -131,7 +118,7 @@ def test_dms_down_is_retryable(make_delivery):
         port = s.getsockname()[1]  # closed again: nothing listens there
     sleeps: list[float] = []
     with pytest.raises(DeliveryError) as info:
-        _hook(f"http://127.0.0.1:{port}/api", sleeps, retries=2, timeout_s=5).deliver(make_delivery())
+        make_hook(f"http://127.0.0.1:{port}/api", sleeps, retries=2, timeout_s=5).deliver(make_delivery())
     assert info.value.retryable
     assert "cannot connect" in str(info.value) and "after 3 attempts" in str(info.value)
     assert len(sleeps) == 2
@@ -141,5 +128,5 @@ def test_missing_secret_is_permanent_and_names_it(make_delivery, monkeypatch):
     monkeypatch.delenv("DMS_TOKEN_UNSET", raising=False)
     dms = DmsStandIn()
     with WsgiServer(dms) as server, pytest.raises(DeliveryError, match="environment variable DMS_TOKEN_UNSET is not set") as info:
-        _hook(server.url, auth="bearer", token_env="DMS_TOKEN_UNSET").deliver(make_delivery())
+        make_hook(server.url, auth="bearer", token_env="DMS_TOKEN_UNSET").deliver(make_delivery())
     assert not info.value.retryable and dms.requests == []
