@@ -42,7 +42,7 @@ def _runtime(config_path: Path, *, exclusive: bool = True):
 @click.command("run")
 @_config_option
 def run_cmd(config_path: Path) -> None:
-    """Run the connector in the foreground until SIGTERM or Ctrl-C (SIGHUP reloads routing)."""
+    """Run the connector in the foreground until SIGTERM or Ctrl-C (SIGHUP reloads routing, trust anchors and signature policy)."""
     from ..daemon.logs import setup_logging
     from ..daemon.runner import Daemon
     from ..daemon.runtime import open_runtime

@@ -3,7 +3,9 @@
 APScheduler 3 runs each job in its own thread, ``coalesce`` (a late job runs once, not once
 per missed turn), ``max_instances=1`` (never two of the same job at once), with a misfire
 grace time. SIGTERM and SIGINT stop it gracefully: no new rounds start, the step in flight
-completes, then the process exits 0. SIGHUP reloads the routing rules from the file.
+completes, then the process exits 0. SIGHUP re-reads the configuration file and applies what can
+change while running (:meth:`Daemon.reload`): routing rules and destinations, trust anchors and
+revocation, the signature policy; any other change is logged as needing a restart.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from ..audit.seal import SealError
 from ..audit.tsa import TsaError
 from ..axis.errors import AuthenticationError, AxisError, RetryableAxisError, TLSError
 from ..durable import as_disk_full
-from ..engine.context import GateClosed
+from ..engine.context import GateClosed, Verification
 from ..engine.outbox import IntakeError, StatusRequest
 from ..edxml.model import StaffInfo
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config
 from .health import Health, callable_check, certificate_expiry_check, folder_check, last_poll_check
 from .metrics import Metrics, QueueSample
 from .ops_http import ops_app, start_ops_server
@@ -35,7 +37,7 @@ from ..routing.delivery import DeliveryError, open_destination
 from ..signing.keys import KeySourceError, KeyUnavailableError
 from ..signing.trust import TrustStoreError
 from ..store.db import DatabaseError
-from .runtime import Runtime, make_router
+from .runtime import Runtime, make_router, make_verification, needs_restart, with_reloaded
 
 log = logging.getLogger("connector.daemon")
 
@@ -340,17 +342,35 @@ class Daemon:
             raise ConfigError(f"routing.intake.http: the TLS certificate, key or client CA ({named}) cannot be "
                               f"loaded: {getattr(exc, 'reason', None) or exc}") from None
 
-    def reload_routing(self) -> None:
+    def reload(self) -> None:
+        """Re-read the configuration file (SIGHUP) and apply, each part swapped whole, what can
+        change while running: routing rules and destinations, trust anchors and revocation,
+        the signature policy. Any other changed key is logged as needing a restart and left
+        as it runs. A new configuration that cannot be used (a bad value, a trust folder that
+        cannot be read, a file in it that is not a CA certificate) changes nothing: one error
+        line names the problem."""
         try:
             fresh = load_config(self.config.source) if self.config.source else self.config
+            verification = make_verification(fresh, known=self.engine.ctx.verification.trust.store)
+            router = make_router(fresh)
             destinations = {name: open_destination(name, d) for name, d in fresh.routing.destinations.items()}
-            old = self.engine.set_routing(make_router(fresh), destinations)
-            self.rt.destinations = destinations
-            for destination in old.values():
-                destination.close()
-            log.info("routing rules reloaded (%d rule(s), %d destination(s))", len(fresh.routing.rules), len(destinations))
-        except ConfigError as exc:
-            log.error("routing rules NOT reloaded, keeping the old ones: %s", exc)
+        except (ConfigError, TrustStoreError, OSError) as exc:
+            reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            log.error("configuration NOT reloaded, keeping all the old settings: %s", reason)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug in reloading must not stop the daemon
+            log.error("configuration NOT reloaded, keeping all the old settings: unexpected %s: %s",
+                      type(exc).__name__, exc, exc_info=exc)
+            return
+        for key in needs_restart(self.config, fresh):
+            log.warning("%s changed: restart the connector to apply it", key)
+        old = self.engine.set_routing(router, destinations)
+        self.engine.ctx.verification = verification  # one assignment: a document sees the old pair or the new
+        self.rt.destinations = destinations
+        self.config = self.rt.config = with_reloaded(self.config, fresh)
+        for destination in old.values():
+            destination.close()
+        log.info("configuration reloaded: %s", _reload_summary(fresh, verification))
 
     def stop(self) -> None:
         self.stopping.set()
@@ -378,12 +398,19 @@ class Daemon:
     def run_forever(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""
         stop = threading.Event()
+        reload_asked = [False]  # a plain flag: the handler takes no lock, the reload runs in the loop below
+
+        def on_hup(*_) -> None:
+            reload_asked[0] = True
+
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: self.reload_routing())
+        signal.signal(signal.SIGHUP, on_hup)
         self.start()
         while not stop.wait(0.5):
-            pass
+            if reload_asked[0]:
+                reload_asked[0] = False
+                self.reload()
         log.info("stopping: finishing the step in flight")
         self.stop()
         log.info("stopped")
@@ -433,6 +460,16 @@ def poll_failure_reason(exc: BaseException) -> str:
     if isinstance(exc, OPERATIONAL_ERRORS):
         return "local"
     return "internal"
+
+
+def _reload_summary(config: Config, verification: Verification) -> str:
+    """What a reload applied, for its one info line (counts and modes, never a secret)."""
+    routing, signing = config.routing, config.signing
+    trust = verification.trust
+    return (f"routing rules reloaded ({len(routing.rules)} rule(s), {len(routing.destinations)} destination(s)); "
+            f"trust anchors reloaded ({len(trust.store)} certificate(s) from {trust.store.source}, "
+            f"revocation {signing.revocation}); signature policy reloaded (default {signing.policy}, "
+            f"{len(verification.policy.senders)} sender rule(s))")
 
 
 def _status_request(report) -> StatusRequest:

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 
 from ..axis.soap_hub import SoapHubAxis
 from ..axis.transport import AxisTransport
 from ..axis.vxp import VxpAxis
 from ..edxml.model import Organization, StaffInfo
-from ..engine.context import EngineContext, EngineSettings, GateClosed, default_worker_id
+from ..engine.context import EngineContext, EngineSettings, GateClosed, Verification, default_worker_id
 from ..engine.engine import Engine
 from ..engine.events import ExchangeEvent
 from ..retry import RetryPolicy
@@ -25,7 +26,7 @@ from ..routing.rules import Router
 from ..signing.keys import KeySourceError, SigningKey, load_signing_key
 from ..signing.policy import SenderRule, SignaturePolicy
 from ..signing.revocation import RevocationChecker
-from ..signing.trust import TrustStoreError
+from ..signing.trust import TrustStore, TrustStoreError
 from ..signing.verify import TrustOptions
 from ..store.db import DatabaseError, is_postgres, migrate, open_database
 from ..store.evidence import EvidenceStore
@@ -93,6 +94,65 @@ def signature_policy(config: Config) -> SignaturePolicy:
 
 def make_router(config: Config) -> Router:
     return Router(config.routing)
+
+
+def trust_options(config: Config, *, known: TrustStore | None = None) -> TrustOptions:
+    """The trust anchors in ``signing.trust_dir`` with the ``signing.revocation`` checker.
+
+    A folder that cannot be read is a :class:`ConfigError` naming ``signing.trust_dir``. With
+    ``known`` (the anchors in use, on a reload), a file that is not a usable CA certificate and
+    was not already skipped by ``known`` is one too: the operator just put it there, so it is
+    refused rather than silently ignored (at start such files are skipped with a warning)."""
+    folder = config.path(config.signing.trust_dir)
+    mode = config.signing.revocation
+    try:
+        trust = TrustOptions.from_directory(folder, revocation=RevocationChecker(mode) if mode != "off" else None)
+    except (TrustStoreError, OSError) as exc:
+        raise config.error("signing.trust_dir", str(exc)) from None
+    if known is not None:
+        before = {skipped.path for skipped in known.skipped}
+        new = [skipped for skipped in trust.store.skipped if skipped.path not in before]
+        if new:
+            problems = "; ".join(f"{s.path}: {s.reason}" for s in new)
+            raise config.error("signing.trust_dir", f"{problems} (fix or remove it, then reload again)")
+    return trust
+
+
+def make_verification(config: Config, *, known: TrustStore | None = None) -> Verification:
+    """Trust anchors and signature policy as one object (see :func:`trust_options` for ``known``)."""
+    return Verification(trust_options(config, known=known), signature_policy(config))
+
+
+RELOADABLE: tuple[str, ...] = (
+    "routing.destinations", "routing.rules", "routing.default",
+    "signing.trust_dir", "signing.revocation", "signing.policy", "signing.senders", "signing.allow_weak",
+)
+"""The keys a running daemon applies on reload (SIGHUP); any other change needs a restart."""
+
+
+def needs_restart(old: Config, new: Config) -> list[str]:
+    """The keys that differ between ``old`` and ``new`` and are not :data:`RELOADABLE`, in the
+    file's order (``axis.url``, ``connector.database_url``, ...). A section that appears or
+    disappears (``routing.intake.http``) is named once; tables and lists are compared whole."""
+    return [key for key in _changed_keys(old, new, "")
+            if not any(key == r or key.startswith(r + ".") for r in RELOADABLE)]
+
+
+def _changed_keys(old: Any, new: Any, prefix: str) -> list[str]:
+    if isinstance(old, BaseModel) and type(old) is type(new):
+        keys: list[str] = []
+        for name in type(old).model_fields:
+            keys += _changed_keys(getattr(old, name), getattr(new, name), f"{prefix}{name}.")
+        return keys
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def with_reloaded(old: Config, new: Config) -> Config:
+    """``old`` with the :data:`RELOADABLE` parts of ``new``: what a daemon runs with after a
+    reload (a change that needs a restart stays unapplied, and is reported again next time)."""
+    routing = new.routing.model_copy(update={"intake": old.routing.intake, "status_folder": old.routing.status_folder})
+    signing = new.signing.model_copy(update={"key": old.signing.key})
+    return old.model_copy(update={"routing": routing, "signing": signing})
 
 
 def _instance_lock(data_dir: Path) -> int:
@@ -168,13 +228,7 @@ def _assemble(config: Config, db: sa.Engine, lock_fd: int | None) -> Runtime:
     if lock_fd is not None:
         store.release_claims()  # the only instance: claims left by a killed run are ours to retake
     axis = make_axis(config, data_dir / "spool")
-    try:
-        trust = TrustOptions.from_directory(
-            config.path(config.signing.trust_dir),
-            revocation=RevocationChecker(config.signing.revocation) if config.signing.revocation != "off" else None,
-        )
-    except (TrustStoreError, OSError) as exc:
-        raise config.error("signing.trust_dir", str(exc)) from None
+    verification = make_verification(config)
     c = config.connector
     staff = StaffInfo(c.clerk_department, c.clerk_name, c.clerk_email, c.clerk_phone) if c.clerk_name else None
     r = config.retry
@@ -187,7 +241,7 @@ def _assemble(config: Config, db: sa.Engine, lock_fd: int | None) -> Runtime:
         ),
         worker_id=c.instance_id or default_worker_id(),
     )
-    ctx = EngineContext(settings, store, evidence, axis, key, trust, signature_policy(config), gate=_gate(audit))
+    ctx = EngineContext(settings, store, evidence, axis, key, verification, gate=_gate(audit))
     destinations = {name: open_destination(name, dest) for name, dest in config.routing.destinations.items()}
     engine = Engine(ctx, make_router(config), destinations)
     return Runtime(config, db, store, evidence, axis, key, engine, audit, destinations, lock_fd)

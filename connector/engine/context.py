@@ -55,6 +55,16 @@ class EngineSettings:
         return self.data_dir / "spool"
 
 
+@dataclass(frozen=True)
+class Verification:
+    """How inbound signatures are judged: the trust anchors (with revocation checking) and the
+    per-sender policy. One immutable object, so a reload (SIGHUP) swaps both in one assignment
+    and a document is judged under the old pair or the new one, never half of each."""
+
+    trust: TrustOptions
+    policy: SignaturePolicy
+
+
 @dataclass
 class EngineContext:
     settings: EngineSettings
@@ -62,10 +72,19 @@ class EngineContext:
     evidence: EvidenceStore
     axis: AxisTransport
     key: SigningKey | None
-    trust: TrustOptions
-    policy: SignaturePolicy
+    verification: Verification  # replaced whole on reload; read it once per document
     observer: Observer = field(default_factory=NullObserver)
     gate: Callable[[], None] = lambda: None  # raises GateClosed to stop exchanging (audit fail-closed)
+
+    @property
+    def trust(self) -> TrustOptions:
+        """The current trust anchors (prefer reading :attr:`verification` once per document)."""
+        return self.verification.trust
+
+    @property
+    def policy(self) -> SignaturePolicy:
+        """The current signature policy (prefer reading :attr:`verification` once per document)."""
+        return self.verification.policy
 
     @property
     def agency_code(self) -> str:

@@ -250,8 +250,9 @@ class Inbox:
             return self._take_status(row, path)
         try:
             spool = ctx.settings.spool_dir
+            checks = ctx.verification  # read once: a reload (SIGHUP) never pairs old trust with a new policy
             with writing(spool):  # large attachments are decoded into spooled files there
-                checked = verify(path, ctx.trust, policy=ctx.policy,
+                checked = verify(path, checks.trust, policy=checks.policy,
                                  at=dt.datetime.fromtimestamp(row["received_at"], dt.timezone.utc),
                                  spool_dir=_ensure(spool), source_name=f"inbound {row['id']}")
         except EdxmlError as exc:
