@@ -31,7 +31,10 @@ COMMANDS: dict[str, str] = {
     "send": "daemon_commands:send_cmd",
     "resend": "daemon_commands:resend_cmd",
     "cancel": "daemon_commands:cancel_cmd",
+    "check": "check_command:check_cmd",
     "audit": "audit_commands:audit_group",
+    "backup": "backup_commands:backup_cmd",
+    "restore": "backup_commands:restore_cmd",
 }
 
 

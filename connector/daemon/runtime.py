@@ -28,6 +28,7 @@ from ..signing.policy import SenderRule, SignaturePolicy
 from ..signing.revocation import RevocationChecker
 from ..signing.trust import TrustStore, TrustStoreError
 from ..signing.verify import TrustOptions
+from ..store.backup import LOCK_NAME
 from ..store.db import DatabaseError, is_postgres, migrate, open_database
 from ..store.evidence import EvidenceStore
 from ..store.repo import Store
@@ -157,7 +158,7 @@ def with_reloaded(old: Config, new: Config) -> Config:
 
 def _instance_lock(data_dir: Path) -> int:
     """One instance per data folder on SQLite (several instances need PostgreSQL)."""
-    fd = os.open(data_dir / "connector.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -10,8 +10,12 @@ the file is missing, and with it every queue, history and idempotency record wou
 first start creates the file and writes a marker beside it (``connector.db.created``); from
 then on the file is opened with SQLite's ``mode=rw`` (never created), and a missing file is
 an error naming it, while the connector runs (each connection checks that the file it opened
-is still there) and at the next start (the marker says one existed). Removing the marker is
-the operator's explicit "start empty".
+is still there) and at the next start (the marker says one existed). A file emptied to 0
+bytes is the same loss (SQLite would open it as a new, empty database) and is refused the same
+way. The marker is written only once the file has content (SQLite writes its first page when
+the connection sets WAL mode), so a start that crashed right after creating the file leaves no
+marker beside an empty file and the next start simply creates the database again. Removing
+the marker is the operator's explicit "start empty".
 
 PostgreSQL connections give up after :data:`PG_CONNECT_TIMEOUT_S` unless the URL sets
 ``connect_timeout``, so an unreachable server ends a round with one line naming host and
@@ -129,6 +133,8 @@ class SqliteFile:
         self.marker = marker_path(path)
         self._uri = "file:" + quote(os.path.abspath(path))
         self._identity: tuple[int, int] | None = None
+        self._had_content = False  # the file was seen with content: emptied later is a loss
+        self._marked = False  # the marker was written (or found) by this engine
         self._lock = threading.Lock()
 
     def watch(self, engine: sa.Engine) -> None:
@@ -142,6 +148,14 @@ class SqliteFile:
             return (f"database file {self.path} disappeared while the connector ran; stop the connector, then "
                     f"restore the file from backup or remove {self.marker} to start empty")
         return f"database file {self.path} disappeared; restore it from backup or remove {self.marker} to start empty"
+
+    def emptied(self, *, running: bool) -> str:
+        """The one line that says the database file was emptied (0 bytes) and what the operator can do."""
+        if running:
+            return (f"database file {self.path} was emptied (0 bytes) while the connector ran; stop the connector, "
+                    f"then restore the file from backup or remove {self.marker} to start empty")
+        return (f"database file {self.path} is empty (0 bytes) although {self.marker} says it was created; "
+                f"restore it from backup or remove {self.marker} to start empty")
 
     def _do_connect(self, dialect: Any, _record: Any, _cargs: list[Any], cparams: dict[str, Any]) -> sqlite3.Connection:
         """SQLAlchemy's ``do_connect`` hook: the driver's ``connect`` with the engine's arguments."""
@@ -168,17 +182,20 @@ class SqliteFile:
         except BaseException:
             conn.close()
             raise
-        self._write_marker()
         return conn
 
     def _on_checkout(self, _dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
         """Before a pooled connection is used: the file it opened must still be the one at
-        :attr:`path` (a connection to a deleted file would write where nobody reads)."""
-        self._check_identity()
+        :attr:`path` (a connection to a deleted file would write where nobody reads), and
+        not emptied; the marker is written at the first use that finds the file with content."""
+        if self._check_identity() and not self._marked:
+            self._write_marker()
 
-    def _check_identity(self) -> None:
+    def _check_identity(self) -> bool:
         """Remember the (device, inode) of the file first opened; :class:`DatabaseError` when
-        the file at :attr:`path` is gone or is another one since."""
+        the file at :attr:`path` is gone or is another one since, or is empty (0 bytes) while
+        the marker says it was created (at the first opening) or after it had content.
+        Returns whether the file has content."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -186,14 +203,22 @@ class SqliteFile:
         identity = (st.st_dev, st.st_ino)
         with self._lock:
             if self._identity is None:
+                if st.st_size == 0 and self.marker.exists():
+                    raise DatabaseError(self.emptied(running=False))
                 self._identity = identity
             elif self._identity != identity:
                 raise DatabaseError(f"database file {self.path} was replaced while the connector ran; "
                                     "restart the connector to use the new file")
+            if st.st_size > 0:
+                self._had_content = True
+            elif self._had_content:
+                raise DatabaseError(self.emptied(running=True))
+        return st.st_size > 0
 
     def _write_marker(self) -> None:
-        """Write the marker once the file exists (also for a database created before markers
-        existed). A marker that cannot be written only loses the protection: a warning."""
+        """Write the marker once the file has content (also for a database created before
+        markers existed). A marker that cannot be written only loses the protection: a warning."""
+        self._marked = True
         if self.marker.exists():
             return
         text = (f"{self.path.name} was created or first opened by the connector on "
