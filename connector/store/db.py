@@ -146,16 +146,16 @@ class SqliteFile:
         """The one line that says the database file is gone and what the operator can do."""
         if running:
             return (f"database file {self.path} disappeared while the connector ran; stop the connector, then "
-                    f"restore the file from backup or remove {self.marker} to start empty")
-        return f"database file {self.path} disappeared; restore it from backup or remove {self.marker} to start empty"
+                    f"restore the file from a backup (cli.py restore) or remove {self.marker} to start empty")
+        return f"database file {self.path} disappeared; restore it from a backup (cli.py restore) or remove {self.marker} to start empty"
 
     def emptied(self, *, running: bool) -> str:
         """The one line that says the database file was emptied (0 bytes) and what the operator can do."""
         if running:
             return (f"database file {self.path} was emptied (0 bytes) while the connector ran; stop the connector, "
-                    f"then restore the file from backup or remove {self.marker} to start empty")
+                    f"then restore the file from a backup (cli.py restore) or remove {self.marker} to start empty")
         return (f"database file {self.path} is empty (0 bytes) although {self.marker} says it was created; "
-                f"restore it from backup or remove {self.marker} to start empty")
+                f"restore it from a backup (cli.py restore) or remove {self.marker} to start empty")
 
     def _do_connect(self, dialect: Any, _record: Any, _cargs: list[Any], cparams: dict[str, Any]) -> sqlite3.Connection:
         """SQLAlchemy's ``do_connect`` hook: the driver's ``connect`` with the engine's arguments."""

@@ -426,7 +426,7 @@ def test_a_database_emptied_to_zero_bytes_is_refused_like_a_missing_one(tmp_path
     finally:
         engine.dispose()
     assert str(err.value) == (f"database file {path} is empty (0 bytes) although {marker_path(path)} says it was "
-                              f"created; restore it from backup or remove {marker_path(path)} to start empty")
+                              f"created; restore it from a backup (cli.py restore) or remove {marker_path(path)} to start empty")
     assert path.stat().st_size == 0
 
 
@@ -439,7 +439,7 @@ def test_a_database_emptied_while_open_is_refused_at_the_next_use(tmp_path):
         with pytest.raises(DatabaseError) as err:
             store.summary()
         assert str(err.value) == (f"database file {path} was emptied (0 bytes) while the connector ran; stop the "
-                                  f"connector, then restore the file from backup or remove {marker_path(path)} to "
+                                  f"connector, then restore the file from a backup (cli.py restore) or remove {marker_path(path)} to "
                                   "start empty")
     finally:
         engine.dispose()

@@ -42,7 +42,7 @@ def remove_database(path: Path) -> None:
 
 
 def disappeared(path: Path) -> str:
-    return (f"database file {path} disappeared; restore it from backup or remove "
+    return (f"database file {path} disappeared; restore it from a backup (cli.py restore) or remove "
             f"{path.parent / (path.name + '.created')} to start empty")
 
 
@@ -89,7 +89,7 @@ def test_a_database_deleted_while_open_is_refused_at_the_next_use(tmp_path):
                 store.summary()
             assert str(err.value) == (
                 f"database file {path} disappeared while the connector ran; stop the connector, then restore the "
-                f"file from backup or remove {marker_path(path)} to start empty")
+                f"file from a backup (cli.py restore) or remove {marker_path(path)} to start empty")
         with pytest.raises(DatabaseError):
             queue_one(store)  # before: written to the deleted file (lost at exit) or to a new empty one
         assert not path.exists()
