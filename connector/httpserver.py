@@ -329,15 +329,22 @@ class _RequestHandler(WSGIRequestHandler):
         bytes unread would reset the connection, and the client would see "connection reset"
         instead of the answer."""
         until = time.monotonic() + self.server.linger_timeout
+        # Raw bytes as they arrive (read1: one socket read at most), never a read that waits to
+        # fill a block: a client trickling a byte now and then must not outlast linger_timeout.
+        # A Content-Length body is read to its end; a chunked one until the client stops.
+        left = body.left if isinstance(body, _LengthReader) else None
         try:
-            while not body.done:
-                left = until - time.monotonic()
-                if left <= 0:
+            while left is None or left > 0:
+                remaining = until - time.monotonic()
+                if remaining <= 0:
                     return
-                self.connection.settimeout(min(left, self.server.linger_idle))
-                if not body.read(1 << 16):
+                self.connection.settimeout(min(remaining, self.server.linger_idle))
+                data = self.rfile.read1(1 << 16 if left is None else min(1 << 16, left))
+                if not data:
                     return
-        except (OSError, ValueError):  # gone quiet, gone away, or a broken chunk: nothing more to wait for
+                if left is not None:
+                    left -= len(data)
+        except (OSError, ValueError):  # gone quiet, gone away: nothing more to wait for
             return
 
     def _continue_withheld(self) -> bool:

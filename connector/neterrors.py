@@ -43,7 +43,7 @@ def _pool_failure(exc: BaseException) -> str | None:
     system = _find(exc, lambda e: isinstance(e, OSError) and bool(e.strerror))
     if system is not None:
         return f"{where}: {system.strerror}"
-    timeout = _find(exc, lambda e: "Timeout" in type(e).__name__ and bool(e.args))
+    timeout = _find(exc, lambda e: "Timeout" in type(e).__name__ and bool(e.args) and isinstance(e.args[-1], str))
     if timeout is not None:
         text = str(timeout.args[-1])
         pool_said = f"{pool}: "  # urllib3 puts the pool's repr before its own words

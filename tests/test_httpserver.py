@@ -322,3 +322,31 @@ def test_a_body_never_asked_for_is_not_waited_for():
                 received += chunk
         assert received.startswith(b"HTTP/1.0 413 Content Too Large")
         assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_client_trickling_its_body_is_let_go_after_linger_timeout(chunked):
+    """One byte now and then, each well within linger_idle: the drain still ends once
+    linger_timeout has passed (it reads what arrived, never waits to fill a block)."""
+    with WsgiServer(_refuses_unread("401 Unauthorized")) as server:
+        server.httpd.linger_timeout, server.httpd.linger_idle = 0.5, 1.0
+        head = (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000000\r\n" if chunked
+                else b"POST / HTTP/1.0\r\nContent-Length: 100000000\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(head)
+            started, closed, answer = time.monotonic(), False, b""
+            while time.monotonic() - started < 8 and not closed:
+                try:
+                    sock.sendall(b"x")
+                    time.sleep(0.2)
+                    while select.select([sock], [], [], 0)[0]:
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            closed = True
+                            break
+                        answer += chunk
+                except OSError:  # reset: the server closed with our bytes unread, as it may now
+                    closed = True
+            elapsed = time.monotonic() - started
+    assert closed, f"still draining after {elapsed:.1f} s (linger_timeout 0.5 s)"
+    assert answer.startswith(b"HTTP/1.0 401")

@@ -43,3 +43,22 @@ def test_a_read_timeout_names_the_endpoint_and_the_limit():
 def test_other_errors_keep_their_own_text():
     assert short(ValueError("bad header")) == "bad header"
     assert short(RuntimeError("x" * 500)).endswith("…") and len(short(RuntimeError("x" * 500))) == 301
+
+
+def test_a_connect_timeout_names_the_endpoint_and_the_limit_not_the_url():
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)  # backlog full: further SYNs are dropped, like a host that is down
+        port = full.getsockname()[1]
+        fillers = [socket.socket() for _ in range(4)]
+        for s in fillers:
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+        try:
+            failure = _failure(f"http://127.0.0.1:{port}/soap?api_key=SECRET", timeout=(0.3, 5))
+        finally:
+            for s in fillers:
+                s.close()
+    text = short(failure)
+    assert text.startswith(f"127.0.0.1:{port}: ") and "timed out" in text, text
+    assert "Max retries" not in text and "SECRET" not in text, text

@@ -181,8 +181,8 @@ class _Deadline:
                 _cut(self._twin)
 
     def __enter__(self) -> _Deadline:
+        self._timer.start()  # first: a timer that cannot start leaves no deadline behind
         _attempt.deadline = self
-        self._timer.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -319,7 +319,9 @@ class WebhookDestination:
                     data=body,
                     headers=headers,
                     cert=cert,
-                    timeout=deadline.left(),  # each connect or read; the deadline bounds them together
+                    # each connect or read waits timeout_s at most (a DMS that is down is given up
+                    # on after timeout_s); the deadline bounds them together
+                    timeout=min(self.config.timeout_s, deadline.left()),
                     allow_redirects=False,
                     stream=True,
                 )
