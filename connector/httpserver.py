@@ -450,11 +450,22 @@ def tls_context(cert: str | Path, key: str | Path, client_ca: str | Path | None 
     issued under that CA bundle is REQUIRED (mutual TLS), without it none is asked for."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert), str(key))
+    context.load_cert_chain(str(cert), str(key), password=_no_passphrase(key))
     if client_ca is not None:
         context.load_verify_locations(cafile=str(client_ca))
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def _no_passphrase(key: str | Path):
+    """The ``password`` callback for a key that must not be encrypted: without one, OpenSSL
+    would ask for the passphrase on the terminal (a daemon would hang, or fail obscurely)."""
+
+    def refuse() -> str:
+        raise ValueError(f"the TLS key {key} is encrypted (a passphrase is asked for): give an unencrypted key, "
+                         "readable only by the connector's user")
+
+    return refuse
 
 
 class WsgiServer:

@@ -364,3 +364,36 @@ def test_a_postgresql_database_without_schema_then_migrated(make_site, pg_url):
     result = check(site)
     assert result.exit_code == 0, result.output
     assert verdicts(result)["database"][0] == verdicts(result)["audit"][0] == "ok"
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+def test_check_of_a_stopped_site_leaves_its_folders_untouched(make_site):
+    """Not even the -wal and -shm files a read-only open of a WAL database would create."""
+    site = make_site(started=True)
+    before = _listing(site.folder)
+    result = check(site)
+    assert result.exit_code == 0, result.output
+    assert _listing(site.folder) == before
+
+
+@pytest.mark.parametrize("form", ["query", "userinfo"])
+def test_the_database_password_is_never_printed(make_site, pg_url, form):
+    secret = "S3cretPw-xyz"
+    url = f"{pg_url}?password={secret}" if form == "query" else pg_url.replace("postgres@", f"postgres:{secret}@")
+    assert secret in url
+    site = make_site(started=False)
+    rewrite(site, "# database_url: SQLite at data/connector.db", f'database_url = "{url}"')
+    for output in (check(site).output, check(site, "--json").output):
+        assert "database" in output and secret not in output
+
+
+def test_a_database_emptied_to_zero_bytes_fails_as_the_start_would(make_site):
+    site = make_site(started=True)
+    site.database.write_bytes(b"")
+    result = check(site)
+    assert result.exit_code == 1
+    status, detail = verdicts(result)["database"]
+    assert status == "FAILED" and "is empty (0 bytes)" in detail and "cli.py restore" in detail

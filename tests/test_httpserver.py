@@ -350,3 +350,35 @@ def test_a_client_trickling_its_body_is_let_go_after_linger_timeout(chunked):
             elapsed = time.monotonic() - started
     assert closed, f"still draining after {elapsed:.1f} s (linger_timeout 0.5 s)"
     assert answer.startswith(b"HTTP/1.0 401")
+
+
+def test_an_encrypted_tls_key_is_refused_with_a_reason_not_a_passphrase_prompt(tmp_path):
+    """OpenSSL asks for the passphrase on the terminal when no callback is given: a daemon
+    started by systemd or a test would hang there. The key is refused instead, by name."""
+    import subprocess
+    import sys
+    from textwrap import dedent
+
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+
+    from connector.signing.devpki import create_dev_pki
+
+    pki = create_dev_pki(tmp_path / "pki")
+    key = serialization.load_pem_private_key(pki.tls_server.key_path.read_bytes(), None)
+    encrypted = tmp_path / "server-encrypted.key"
+    encrypted.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.BestAvailableEncryption(b"secret")))
+    # In a child with a terminal-less stdin: a prompt would wait for input, the refusal returns at once.
+    script = dedent(f"""
+        from connector.httpserver import tls_context
+        try:
+            tls_context({str(pki.tls_server.cert_path)!r}, {str(encrypted)!r})
+        except ValueError as exc:
+            print("refused:", exc)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    assert run.stdout.strip() == (f"refused: the TLS key {encrypted} is encrypted (a passphrase is asked for): give an "
+                                  "unencrypted key, readable only by the connector's user"), run.stdout + run.stderr

@@ -162,7 +162,8 @@ class Preflight:
         from ..store.db import SqliteFile, check_url, marker_path, open_database
 
         url = check_url(self.config.database_url)
-        shown = url.render_as_string(hide_password=True)
+        shown = redact_url(self.config.database_url)  # the password hidden in user:pw@ and ?password= alike
+        self.secrets.update(s for s in (url.password, url.query.get("password")) if isinstance(s, str) and s)
         notes: list[str] = []
         if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
                 and not url.database.startswith("file:") and "uri" not in url.query:
@@ -178,6 +179,9 @@ class Preflight:
                 return
             if not os.access(path, os.R_OK | os.W_OK):
                 yield Verdict("database", "failed", f"database file {path} is not readable and writable by this process")
+                return
+            if path.stat().st_size == 0 and marker.exists():
+                yield Verdict("database", "failed", SqliteFile(path).emptied(running=False))
                 return
             if not marker.exists():
                 notes.append(f"the creation marker {marker} is missing: the next start writes it (until then a lost "
@@ -599,8 +603,12 @@ def _not_checked(names: tuple[str, ...], why: str) -> Iterator[Verdict]:
 
 def read_only_sqlite(path: Path) -> sa.Engine:
     """An engine reading the SQLite file at ``path`` without creating, writing or locking it
-    for writing (the daemon's own engine opens it read-write and writes its marker)."""
-    uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
+    for writing (the daemon's own engine opens it read-write and writes its marker). With no
+    ``-wal`` file beside it no connection is open (SQLite removes it when the last one closes),
+    so it is opened ``immutable``: even a read-only open of a WAL database would otherwise
+    create ``-wal`` and ``-shm`` files in the data folder."""
+    mode = "ro" if Path(f"{path}-wal").exists() else "ro&immutable=1"
+    uri = f"file:{quote(os.path.abspath(path))}?mode={mode}"
     return sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=10,
                                                                         check_same_thread=False))
 
