@@ -55,7 +55,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from ..durable import writing
-from ..store.db import naming_full_database
+from ..store.db import DatabaseError, naming_full_database
 from ..store.evidence import EvidenceStore
 from .archive import write_archive
 from .records import Batch, batch_from_row, entry_fields, utc
@@ -429,7 +429,7 @@ class AuditLog:
                 with self.engine.connect() as conn:
                     recorded = conn.execute(sa.select(audit_archives.c.id)
                                             .where(audit_archives.c.sha256 == sha)).first()
-            except sa.exc.SQLAlchemyError as exc:
+            except (sa.exc.SQLAlchemyError, DatabaseError) as exc:  # DatabaseError: the file is gone, say
                 log.warning("audit log: %s was written but the archiving failed, and whether the log records it "
                             "cannot be checked now (%s); the file is kept", path, exc)
                 continue
