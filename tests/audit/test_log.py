@@ -281,3 +281,26 @@ def test_the_migration_creates_the_same_tables_on_postgresql(pg_url, postgres_se
     assert _schema(migrated) == _schema(direct)
     migrated.dispose()
     direct.dispose()
+
+
+def test_an_archive_written_when_the_database_file_is_gone_is_kept_with_a_warning(tmp_path, caplog):
+    """After a failed archive transaction the log asks the database whether it recorded the
+    file; when the SQLite file itself is gone the guard answers DatabaseError (not an
+    SQLAlchemy error): the file is kept, with a warning, rather than the error escaping."""
+    import logging
+
+    from connector.audit.log import AuditLog
+    from connector.store.db import DatabaseError
+
+    class GoneEngine:
+        def connect(self):
+            raise DatabaseError("database file /srv/data/connector.db disappeared while the connector ran")
+
+    archive = tmp_path / "audit-000001.jsonl.gz"
+    archive.write_bytes(b"entries")
+    log = AuditLog.__new__(AuditLog)
+    log.engine = GoneEngine()
+    with caplog.at_level(logging.WARNING, logger="connector"):
+        log._remove_unrecorded([(archive, "0" * 64)])
+    assert archive.exists()
+    assert any("the file is kept" in r.getMessage() and "disappeared" in r.getMessage() for r in caplog.records)
