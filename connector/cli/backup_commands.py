@@ -58,11 +58,16 @@ def _fail(command: str, exc: Exception) -> None:
 def backup_cmd(config_path: Path, dest: Path) -> None:
     """Back up the connector's database (a consistent snapshot, taken beside a running daemon)
     and the files it needs into DEST, a new or empty folder; manifest.json is written last."""
+    from ..durable import DiskFull
     from ..store.backup import BackupError, backup
 
     layout = _layout(config_path)
     try:
         manifest = backup(layout, dest)
+    except DiskFull as exc:
+        click.echo(f"backup: {exc.filename}: {exc.strerror}: the partial backup was removed; free space there or "
+                   "back up into a folder on another disk", err=True)
+        sys.exit(1)
     except (BackupError, OSError) as exc:
         _fail("backup", exc)
     kinds: dict[str, int] = {}

@@ -30,6 +30,13 @@ puts each file in place through a temporary name, flushed and renamed, and the d
 Staging folders are recorded by their folder name and the restored rows point to them in the
 restored data folder, which may be another one than the backup's.
 
+A stopped connector's data folder is left exactly as it was (its database is read
+``immutable``: no ``-wal``/``-shm`` files are created), and a backup disk that fills up at any
+step is :class:`~connector.durable.DiskFull` naming the backup folder, which is removed again.
+Without ``--force`` a database that appears while a restore runs (``send`` takes no lock) is
+refused, never moved aside; a restore run as root gives what it writes to the data folder's
+owner, so that the service user's daemon can write it.
+
 PostgreSQL databases are backed up with ``pg_dump``; :func:`database_file` refuses them.
 """
 
@@ -52,7 +59,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .. import __version__
-from ..durable import fsync_dir, write_synced, writing
+from ..durable import DiskFull, fsync_dir, write_synced, writing
 from ..redact import redact_url
 from .db import DatabaseError, MIGRATIONS, check_url, marker_path
 
@@ -141,12 +148,14 @@ def backup(layout: DataLayout, dest: Path) -> dict[str, Any]:
     """Back up the connector at ``layout`` into ``dest`` (absent or empty); returns the manifest.
 
     On failure whatever was written into ``dest`` is removed again (``dest`` itself too when
-    this call created it), and :class:`BackupError` or an ``OSError`` names what failed."""
+    this call created it), and :class:`BackupError` or an ``OSError`` names what failed: a disk
+    too full for any of the copy's writes (the database's pages, its journal switch, the files,
+    the manifest) is :class:`~connector.durable.DiskFull` naming ``dest``."""
     _check_dest(dest)
     created = not dest.exists()
     try:
-        dest.mkdir(parents=True, exist_ok=True)
         with writing(dest):
+            dest.mkdir(parents=True, exist_ok=True)
             return _backup_into(layout, dest)
     except BaseException:
         _remove_written(dest, created)
@@ -184,7 +193,10 @@ def _backup_into(layout: DataLayout, dest: Path) -> dict[str, Any]:
     created_at = dt.datetime.now(dt.timezone.utc)
     snapshot = dest / DATABASE
     _snapshot(layout.database, snapshot)
-    facts = _read_snapshot(snapshot)
+    try:
+        facts = _read_snapshot(snapshot)
+    except sqlite3.Error as exc:
+        raise _copy_failed(exc, snapshot, "read") from exc
     writer = _Writer(dest, folders={dest})
     copied = _copy_evidence(layout, writer)
     _check_named_evidence(layout, facts["evidence"], copied)
@@ -215,15 +227,58 @@ def _backup_into(layout: DataLayout, dest: Path) -> dict[str, Any]:
 def _snapshot(database: Path, target: Path) -> None:
     """A consistent copy of the live database at ``target`` (SQLite's online backup API, one
     step: one read transaction), in rollback-journal mode so that the copy is one file, and
-    checked with ``PRAGMA integrity_check``. The live file is opened read-only, never created."""
+    checked with ``PRAGMA integrity_check``. The live file is read only, never created.
+
+    A stopped connector's database (in WAL mode, without its ``-wal`` file: SQLite removes it
+    when the last connection closes) is opened ``immutable``: no lock, and no ``-wal``/``-shm``
+    file created in the data folder, which even a read-only opening of a WAL database leaves.
+    Should a connection have opened it meanwhile (the ``-wal`` file appears, or the file changed),
+    that copy is dropped and the database is read again as beside a running daemon."""
     try:
         size = database.stat().st_size
     except FileNotFoundError:
         raise BackupError(f"database file {database} does not exist: there is nothing to back up") from None
     if size == 0:
         raise BackupError(f"database file {database} is empty (0 bytes): there is nothing to back up")
+    if _closed_wal_database(database):
+        seen = _file_state(database)
+        _copy_database(database, target, immutable=True)
+        if _closed_wal_database(database) and _file_state(database) == seen:
+            return
+        _discard_copy(target)
+    _copy_database(database, target, immutable=False)
+
+
+def _closed_wal_database(database: Path) -> bool:
+    """Whether ``database`` is in WAL mode with no connection open: no ``-wal`` file (nor a
+    rollback journal) beside it, and WAL in its header (bytes 18-19). Only then may it be read
+    ``immutable``; any other database is opened with SQLite's locks, as today."""
+    if any(database.with_name(database.name + s).exists() for s in ("-wal", "-journal")):
+        return False
     try:
-        source = sqlite3.connect(f"file:{quote(str(database.absolute()))}?mode=ro", uri=True, timeout=30)
+        with open(database, "rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and header[:16] == b"SQLite format 3\x00" and header[18:20] == b"\x02\x02"
+
+
+def _file_state(path: Path) -> tuple[int, ...] | None:
+    """What changes when anything writes ``path``: identity, size, modification and change times."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _copy_database(database: Path, target: Path, *, immutable: bool) -> None:
+    """Copy ``database`` to ``target`` with the backup API, switch the copy to rollback-journal
+    mode, check it and flush it. A failure reading the live file names it; one writing the copy
+    names the backup folder (:class:`DiskFull` when its disk has no room)."""
+    mode = "ro&immutable=1" if immutable else "ro"
+    try:
+        source = sqlite3.connect(f"file:{quote(str(database.absolute()))}?mode={mode}", uri=True, timeout=30)
     except sqlite3.Error as exc:
         raise BackupError(f"cannot open the database {database}: {exc}") from None
     try:
@@ -232,9 +287,14 @@ def _snapshot(database: Path, target: Path) -> None:
             try:
                 source.backup(copy)
             except sqlite3.Error as exc:
+                if _sqlite_name(exc) in _SQLITE_COPY_SIDE:
+                    raise _copy_failed(exc, target, "write") from exc
                 raise BackupError(f"cannot read the database {database}: {exc}") from None
-            copy.execute("PRAGMA journal_mode=DELETE")
-            problems = [row[0] for row in copy.execute("PRAGMA integrity_check").fetchall()]
+            try:
+                copy.execute("PRAGMA journal_mode=DELETE")
+                problems = [row[0] for row in copy.execute("PRAGMA integrity_check").fetchall()]
+            except sqlite3.Error as exc:
+                raise _copy_failed(exc, target, "check") from exc
             if problems != ["ok"]:
                 raise BackupError(f"the snapshot of {database} fails SQLite's integrity check ({problems[0]}): "
                                   "the database itself is damaged")
@@ -244,6 +304,37 @@ def _snapshot(database: Path, target: Path) -> None:
         source.close()
     with open(target, "rb+") as fh:
         os.fsync(fh.fileno())
+
+
+def _discard_copy(target: Path) -> None:
+    """Remove a snapshot copy and the files SQLite may have made beside it."""
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        target.with_name(target.name + suffix).unlink(missing_ok=True)
+
+
+_SQLITE_NO_SPACE = frozenset({"SQLITE_FULL", "SQLITE_IOERR_SHMSIZE"})
+"""What SQLite says when a disk has no room: a write or a file's growth got ENOSPC
+(``SQLITE_FULL``), or the WAL index beside a copy in WAL mode (the backup API copies the live
+header, WAL included) could not be grown (``SQLITE_IOERR_SHMSIZE``)."""
+
+_SQLITE_COPY_SIDE = frozenset({"SQLITE_FULL", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE",
+                               "SQLITE_IOERR_DIR_FSYNC"})
+"""Failures of the backup step that can only be the copy's: the live database is opened
+read-only and never written (its WAL index, beside a running daemon, may be: those stay the
+live database's)."""
+
+
+def _sqlite_name(exc: sqlite3.Error) -> str:
+    """SQLite's (extended) error name, e.g. ``SQLITE_FULL``; ``""`` when the driver gives none."""
+    return getattr(exc, "sqlite_errorname", None) or ""
+
+
+def _copy_failed(exc: sqlite3.Error, target: Path, doing: str) -> OSError | BackupError:
+    """The error for SQLite failing on the copy ``target`` in the backup folder: :class:`DiskFull`
+    naming that folder when its disk has no room, else :class:`BackupError` naming the file."""
+    if _sqlite_name(exc) in _SQLITE_NO_SPACE:
+        return DiskFull(target.parent)
+    return BackupError(f"cannot {doing} the snapshot {target}: {exc}")
 
 
 def _read_snapshot(snapshot: Path) -> dict[str, Any]:
@@ -456,10 +547,65 @@ def verify_backup(src: Path, manifest: dict[str, Any]) -> None:
             raise BackupError(f"{path} does not match the SHA-256 in the manifest: it was altered or damaged")
 
 
+@dataclass(frozen=True)
+class _Owner:
+    """Whom the restored files are given to: the data folder's owner and group.
+
+    Why: a restore run as root (as operators do with ``sudo``) would otherwise leave the
+    database, lock file, marker, evidence and staging owned by root, and the daemon, which runs
+    as the service user (systemd ``User=``), could not write them ("attempt to write a readonly
+    database"). Only root can give files away; any other user restores as itself."""
+
+    uid: int
+    gid: int
+
+    @classmethod
+    def of(cls, data_dir: Path) -> _Owner | None:
+        """The owner to give files to when running as root and ``data_dir`` (or, when it does
+        not exist yet, its nearest existing parent) belongs to someone else; else None."""
+        if os.geteuid() != 0:
+            return None
+        folder = data_dir.absolute()
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent
+        st = folder.stat()
+        if (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid()):
+            return None
+        return cls(st.st_uid, st.st_gid)
+
+    def give(self, path: Path) -> None:
+        """Give ``path`` (a file or folder, never followed through a link) to the owner."""
+        try:
+            os.chown(path, self.uid, self.gid, follow_symlinks=False)
+        except OSError as exc:
+            raise BackupError(f"cannot give {path} to the data folder's owner (uid {self.uid}, gid {self.gid}): "
+                              f"{exc.strerror or exc}; run restore as that user") from None
+
+
+def _give(owner: _Owner | None, path: Path) -> None:
+    """:meth:`_Owner.give` when there is an owner to give to."""
+    if owner is not None:
+        owner.give(path)
+
+
+def _make_folder(folder: Path, owner: _Owner | None) -> None:
+    """``mkdir -p folder``; each folder it creates is given to ``owner``."""
+    missing = []
+    at = folder
+    while not at.exists() and at.parent != at:
+        missing.append(at)
+        at = at.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        _give(owner, created)
+
+
 @contextmanager
-def holding_data_folder(layout: DataLayout) -> Iterator[None]:
-    """Hold the data folder's instance lock: no connector runs on it meanwhile, and none may start."""
-    layout.data_dir.mkdir(parents=True, exist_ok=True)
+def holding_data_folder(layout: DataLayout, owner: _Owner | None = None) -> Iterator[None]:
+    """Hold the data folder's instance lock: no connector runs on it meanwhile, and none may start.
+    With ``owner``, the folder (when created) and the lock file are given to it first: the
+    daemon opens the lock file for writing, and a lock file it cannot open stops it."""
+    _make_folder(layout.data_dir, owner)
     fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
@@ -467,6 +613,7 @@ def holding_data_folder(layout: DataLayout) -> Iterator[None]:
         except BlockingIOError:
             raise BackupError(f"a connector is running on {layout.data_dir} (it holds {layout.lock}): "
                               "stop it before restoring") from None
+        _give(owner, layout.lock)  # first, so a restore that cannot give files away writes nothing
         yield
     finally:
         os.close(fd)
@@ -478,26 +625,35 @@ def restore(layout: DataLayout, src: Path, *, force: bool = False) -> RestoreRes
     Refused (:class:`BackupError`, nothing written) when a connector holds the data folder,
     when the backup is incomplete or any file differs from its manifest, and, unless
     ``force``, when a database with content is already there (with ``force`` it is moved
-    aside, with its WAL files, to ``<name>.before-restore-<UTC time>``)."""
+    aside, with its WAL files, to ``<name>.before-restore-<UTC time>``). Without ``force`` a
+    database that appears while the restore runs (a command that takes no lock, like ``send``,
+    creates one when there is no marker yet) is refused too, checked again before the marker is
+    written and before anything is moved aside: it is never moved aside unasked.
+
+    Run as root, everything the restore writes is given to the data folder's owner and group
+    (:class:`_Owner`), so the service user's daemon can write it."""
     manifest = read_manifest(src)
     check_revision(manifest, src)
     result = RestoreResult(manifest)
-    with holding_data_folder(layout):
+    owner = _Owner.of(layout.data_dir)
+    with holding_data_folder(layout, owner):
         existing = _existing_database(layout.database)
         if existing and not force:
             raise BackupError(f"database file {layout.database} already exists: restore replaces it only with "
                               f"--force (it is then kept as {layout.database.name}.before-restore-<time> beside it)")
+        seen = None if force else _database_state(layout.database)
         verify_backup(src, manifest)
         plan = _plan(layout, src, manifest)
-        _write_marker(layout.database, src, manifest)
+        _refuse_if_created(layout.database, seen)
+        _write_marker(layout.database, src, manifest, owner)
         for source, target, entry in plan.files:
-            _put_file(source, target, entry)
+            _put_file(source, target, entry, owner)
         for tmp, target in plan.folders:
             os.replace(tmp, target)
         _fsync_folders([target for _, target, _ in plan.files] + [target for _, target in plan.folders],
                        layout.data_dir)
         result.written, result.kept = len(plan.files), plan.kept
-        result.aside = _put_database(layout, src, manifest)
+        result.aside = _put_database(layout, src, manifest, owner, seen)
     return result
 
 
@@ -507,6 +663,22 @@ def _existing_database(database: Path) -> bool:
         return database.stat().st_size > 0
     except FileNotFoundError:
         return False
+
+
+def _database_state(database: Path) -> tuple[Any, ...]:
+    """The database file and its ``-wal`` as they are (absent, or identity, size and times)."""
+    return _file_state(database), _file_state(database.with_name(database.name + "-wal"))
+
+
+def _refuse_if_created(database: Path, seen: tuple[Any, ...] | None) -> None:
+    """Without ``--force`` (``seen`` is the state found when the restore began): refuse when a
+    database appeared or was written since, naming it; with ``--force`` (None) nothing to check."""
+    if seen is None or _database_state(database) == seen:
+        return
+    raise BackupError(f"database file {database} was created while the restore ran (by a connector command such as "
+                      "send): it was left as it is and the backup's database was not put in place; restore again "
+                      f"with --force to replace it (it is then kept as {database.name}.before-restore-<time> "
+                      "beside it)")
 
 
 @dataclass
@@ -568,9 +740,9 @@ def _same(path: Path, entry: dict[str, Any]) -> bool:
     return _hash(path)[1] == entry["sha256"]
 
 
-def _put_file(source: Path, target: Path, entry: dict[str, Any]) -> None:
-    """Copy to a temporary name beside ``target``, check, flush, rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _put_file(source: Path, target: Path, entry: dict[str, Any], owner: _Owner | None = None) -> None:
+    """Copy to a temporary name beside ``target``, check, flush, give to ``owner``, rename."""
+    _make_folder(target.parent, owner)
     tmp = target.with_name(f".restore-{target.name}.tmp")
     with writing(target.parent):
         try:
@@ -579,6 +751,7 @@ def _put_file(source: Path, target: Path, entry: dict[str, Any]) -> None:
                 raise BackupError(f"{source} changed while it was restored: it no longer matches the manifest")
             if entry["kind"] in ("evidence", "audit-archive"):
                 os.chmod(tmp, 0o444)
+            _give(owner, tmp)
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -598,11 +771,11 @@ def _fsync_folders(paths: list[Path], top: Path) -> None:
         fsync_dir(folder)
 
 
-def _write_marker(database: Path, src: Path, manifest: dict[str, Any]) -> None:
+def _write_marker(database: Path, src: Path, manifest: dict[str, Any], owner: _Owner | None = None) -> None:
     """The creation marker, first: a restore cut short then stops the connector with "restore
     it from backup" instead of letting it create an empty database."""
     marker = marker_path(database)
-    database.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(database.parent, owner)
     text = (f"{database.name} was restored by the connector on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S} "
             f"UTC from the backup {src.absolute()} (snapshot of {manifest.get('created')}).\n"
             "While this file exists, the connector refuses to start when the database file is missing,\n"
@@ -610,14 +783,17 @@ def _write_marker(database: Path, src: Path, manifest: dict[str, Any]) -> None:
     tmp = marker.with_name(marker.name + ".tmp")
     with writing(marker.parent):
         write_synced(tmp, text.encode("utf-8"))
+        _give(owner, tmp)
         os.replace(tmp, marker)
     fsync_dir(marker.parent)
 
 
-def _put_database(layout: DataLayout, src: Path, manifest: dict[str, Any]) -> list[Path]:
+def _put_database(layout: DataLayout, src: Path, manifest: dict[str, Any], owner: _Owner | None = None,
+                  seen: tuple[Any, ...] | None = None) -> list[Path]:
     """Copy the snapshot beside the database, point its unsent rows at the restored staging
-    folders, then move the previous database files aside and rename the copy into place.
-    Returns where the previous files went."""
+    folders, give it to ``owner``, then move the previous database files aside and rename the
+    copy into place; without ``--force`` (``seen`` given) a database that appeared meanwhile is
+    refused instead (:func:`_refuse_if_created`). Returns where the previous files went."""
     database = layout.database
     tmp = database.with_name(f".{database.name}.restore-tmp")
     with writing(database.parent):
@@ -626,6 +802,8 @@ def _put_database(layout: DataLayout, src: Path, manifest: dict[str, Any]) -> li
             if digest != manifest["database"]["sha256"]:
                 raise BackupError(f"{src / DATABASE} changed while it was restored: it no longer matches the manifest")
             _point_staging(tmp, layout, manifest.get("staging") or [])
+            _give(owner, tmp)
+            _refuse_if_created(database, seen)
             aside = _move_aside(database)
             os.replace(tmp, database)
         except BaseException:
