@@ -38,7 +38,7 @@ def _layout(config_path: Path):
         click.echo(f"{config_path}: connector.database_url: {exc}", err=True)
         sys.exit(1)
     archive = config.path(config.audit.archive_dir) if config.audit.archive_dir else config.data_dir / "audit-archive"
-    return DataLayout(config.data_dir, database, archive)
+    return DataLayout(config.data_dir, database, archive, agency=config.connector.agency)
 
 
 def _files(count: int) -> str:

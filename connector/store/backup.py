@@ -88,6 +88,7 @@ class DataLayout:
     data_dir: Path
     database: Path
     archive_dir: Path
+    agency: str | None = None  # the connector's agency code: recorded by backup, checked by restore
 
     @property
     def evidence(self) -> Path:
@@ -209,6 +210,7 @@ def _backup_into(layout: DataLayout, dest: Path) -> dict[str, Any]:
         "created": created_at.isoformat(timespec="seconds"),
         "connector_version": __version__,
         "alembic_revision": facts["revision"],
+        "agency": layout.agency,
         "source": {"data_dir": str(layout.data_dir.absolute()), "database": str(layout.database.absolute())},
         "database": {"path": DATABASE, "size": size, "sha256": digest},
         "files": writer.files,
@@ -531,6 +533,15 @@ def check_revision(manifest: dict[str, Any], src: Path) -> None:
                           "or newer")
 
 
+def check_agency(manifest: dict[str, Any], src: Path, agency: str | None) -> None:
+    """The backup was taken of a connector of the same agency: restoring another agency's
+    state would send, receive and acknowledge documents as that agency."""
+    taken = manifest.get("agency")
+    if taken and agency and taken != agency:
+        raise BackupError(f"{src / MANIFEST}: the backup is of agency {taken}'s connector, this connector is "
+                          f"configured for {agency}: restore it into a connector of {taken}")
+
+
 def verify_backup(src: Path, manifest: dict[str, Any]) -> None:
     """Every file of the backup is there with the manifest's size and SHA-256."""
     for entry in [manifest["database"]] + manifest["files"]:
@@ -634,6 +645,7 @@ def restore(layout: DataLayout, src: Path, *, force: bool = False) -> RestoreRes
     (:class:`_Owner`), so the service user's daemon can write it."""
     manifest = read_manifest(src)
     check_revision(manifest, src)
+    check_agency(manifest, src, layout.agency)
     result = RestoreResult(manifest)
     owner = _Owner.of(layout.data_dir)
     with holding_data_folder(layout, owner):

@@ -460,3 +460,16 @@ def test_a_first_start_cut_short_after_creating_the_file_still_starts(tmp_path):
     assert marker_path(path).is_file() and path.stat().st_size > 0
     engine, store = opened(path)  # and the next start opens it
     engine.dispose()
+
+
+def test_a_backup_of_another_agencys_connector_is_refused(backed_up, make_site, capsys):
+    """The manifest records whose connector it is: restoring H16's state into G22's connector
+    would send, receive and acknowledge documents as the wrong agency."""
+    _, dest, _ = backed_up
+    assert json.loads((dest / "manifest.json").read_text(encoding="utf-8"))["agency"] == H16
+    g22 = make_site(G22, "vxp", "g22")
+    code, out, err = cli(capsys, "restore", "--config", str(g22.config_path), str(dest))
+    assert (code, out) == (1, "")
+    assert err == (f"restore: {dest / 'manifest.json'}: the backup is of agency {H16}'s connector, this connector is "
+                   f"configured for {G22}: restore it into a connector of {H16}\n")
+    assert not (g22.folder / "data" / "connector.db").exists()
