@@ -51,10 +51,13 @@ def run_cmd(config_path: Path) -> None:
         config = load_config(config_path)
         setup_logging(config.logging.format, config.logging.level)
         runtime = open_runtime(config)
+        # a setting only starting can test (the intake's TLS files or port, the ops port) is
+        # the same kind of error; run_forever has closed the runtime (and its lock) by then
+        code = Daemon(runtime).run_forever()
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(1)
-    sys.exit(Daemon(runtime).run_forever())
+    sys.exit(code)
 
 
 @click.command("status")

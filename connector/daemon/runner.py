@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from ..audit.log import AuditError
@@ -28,12 +29,13 @@ from ..durable import as_disk_full
 from ..engine.context import GateClosed, Verification
 from ..engine.outbox import IntakeError, StatusRequest
 from ..edxml.model import StaffInfo
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, config_error, load_config
 from .health import Health, callable_check, certificate_expiry_check, folder_check, last_poll_check
 from .metrics import Metrics, QueueSample
 from .ops_http import ops_app, start_ops_server
 from ..routing.config import RoutingConfigError, SecretError
 from ..routing.delivery import DeliveryError, open_destination
+from ..routing.http_intake import IntakeUnavailable
 from ..signing.keys import KeySourceError, KeyUnavailableError
 from ..signing.trust import TrustStoreError
 from ..store.db import DatabaseError
@@ -252,6 +254,17 @@ class Daemon:
     # ------------------------------------------------------------------ life
 
     def start(self) -> None:
+        """Open the intake, the servers and the scheduled rounds. A start that fails (a setting
+        that cannot be used is a :class:`ConfigError` naming the key) first stops the servers it
+        had started, then raises; the runtime is left to the caller (:meth:`run_forever`
+        closes it)."""
+        try:
+            self._start()
+        except BaseException:
+            self._stop_servers()
+            raise
+
+    def _start(self) -> None:
         from ..routing.folder_intake import FolderIntake
 
         routing = self.config.routing
@@ -268,7 +281,10 @@ class Daemon:
         if routing.intake.http is not None:
             self._start_http_intake()
         if self.config.ops.port is not None:
-            self.ops = start_ops_server(ops_app(self.health, self.metrics), self.config.ops.host, port=self.config.ops.port)
+            try:
+                self.ops = start_ops_server(ops_app(self.health, self.metrics), self.config.ops.host, port=self.config.ops.port)
+            except OSError as exc:  # the port is taken or not ours to open: the setting cannot be used as it is
+                raise config_error(self.config.source, "ops.port", exc.strerror or str(exc)) from None
         s = self.config.schedule
         now = dt.datetime.now()
         jobs = [
@@ -309,18 +325,35 @@ class Daemon:
                 return self.engine.submit(document, files)
             except IntakeError as exc:
                 raise IntakeRejected(exc.problems) from None
+            except UNAVAILABLE as exc:
+                raise intake_unavailable(exc) from None
+
+        def track(tracking_id: str) -> dict | None:
+            try:
+                return self.engine.track(tracking_id)
+            except UNAVAILABLE as exc:
+                raise intake_unavailable(exc) from None
 
         def report_status(report) -> str:
             try:
                 return self.engine.submit_status(_status_request(report))
             except IntakeError as exc:
                 raise IntakeRejected(exc.problems) from None
+            except UNAVAILABLE as exc:
+                raise intake_unavailable(exc) from None
 
-        token = read_secret(f"env:{http.token_env}" if http.token_env else f"file:{self.config.path(http.token_file)}",
-                            "routing.intake.http.token", self.config.source)
-        app = intake_app(submit, self.engine.track, report_status, token, spool_dir=self.rt.config.data_dir / "spool")
+        ref = f"env:{http.token_env}" if http.token_env else f"file:{self.config.path(http.token_file)}"
+        token = read_secret(ref, "routing.intake.http.token", self.config.source)
+        if not token:  # intake_app would refuse it with a bare ValueError
+            raise config_error(self.config.source, "routing.intake.http.token", f"the intake API's token ({ref}) is empty")
+        app = intake_app(submit, track, report_status, token, spool_dir=self.rt.config.data_dir / "spool")
         context = self._intake_tls_context(http)
-        self.http_intake = WsgiServer(app, host=http.host, port=http.port, ssl_context=context).start()
+        try:
+            server = WsgiServer(app, host=http.host, port=http.port, ssl_context=context)
+        except OSError as exc:  # the port is taken or not ours to open
+            raise config_error(self.config.source, "routing.intake.http.port",
+                               f"cannot listen on {http.host}:{http.port} for the intake API: {exc.strerror or exc}") from None
+        self.http_intake = server.start()
         if not self.http_intake.loopback_only and context is None:
             log.warning("the intake API is served on %s, beyond this machine, over plain HTTP: its bearer token and "
                         "the documents cross the network in clear; set [routing.intake.http] tls_cert and tls_key, "
@@ -339,8 +372,9 @@ class Daemon:
             return tls_context(*paths)
         except (ssl.SSLError, OSError, ValueError) as exc:
             named = ", ".join(str(p) for p in paths if p is not None)
-            raise ConfigError(f"routing.intake.http: the TLS certificate, key or client CA ({named}) cannot be "
-                              f"loaded: {getattr(exc, 'reason', None) or exc}") from None
+            raise config_error(self.config.source, "routing.intake.http",
+                               f"the TLS certificate, key or client CA ({named}) cannot be loaded: "
+                               f"{getattr(exc, 'reason', None) or exc}") from None
 
     def reload(self) -> None:
         """Re-read the configuration file (SIGHUP) and apply, each part swapped whole, what can
@@ -364,23 +398,28 @@ class Daemon:
             return
         for key in needs_restart(self.config, fresh):
             log.warning("%s changed: restart the connector to apply it", key)
-        old = self.engine.set_routing(router, destinations)
+        # One swap each: an item sees the old rules with the old destinations or the new with the
+        # new; the old destinations are closed by the engine once no item in flight uses them.
+        self.engine.set_routing(router, destinations)
         self.engine.ctx.verification = verification  # one assignment: a document sees the old pair or the new
         self.rt.destinations = destinations
         self.config = self.rt.config = with_reloaded(self.config, fresh)
-        for destination in old.values():
-            destination.close()
         log.info("configuration reloaded: %s", _reload_summary(fresh, verification))
 
     def stop(self) -> None:
         self.stopping.set()
         self.scheduler.shutdown(wait=True)  # the steps in flight complete
-        for server in (self.http_intake, self.ops):
-            if server is not None:
-                server.stop()
+        self._stop_servers()
         if self.rt.audit is not None:
             self._final_seal()
         self.rt.close()
+
+    def _stop_servers(self) -> None:
+        """Stop the intake API and the health/metrics server, those that run."""
+        for server in (self.http_intake, self.ops):
+            if server is not None:
+                server.stop()
+        self.http_intake = self.ops = None
 
     def _final_seal(self) -> None:
         """Seal what the last rounds logged, best effort: the next start seals what is left. A
@@ -396,25 +435,37 @@ class Daemon:
                 log.error("final seal failed: unexpected %s: %s", type(exc).__name__, exc, exc_info=exc)
 
     def run_forever(self) -> int:
-        """Run until SIGTERM/SIGINT; returns the exit code."""
+        """Run until SIGTERM/SIGINT; returns the exit code. The runtime is closed when this
+        returns, and also when the start fails (its error is raised: a :class:`ConfigError` for
+        a setting that cannot be used), so the instance lock is never left held. The signal
+        handlers it installs are put back as they were."""
         stop = threading.Event()
         reload_asked = [False]  # a plain flag: the handler takes no lock, the reload runs in the loop below
 
         def on_hup(*_) -> None:
             reload_asked[0] = True
 
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGHUP, on_hup)
-        self.start()
-        while not stop.wait(0.5):
-            if reload_asked[0]:
-                reload_asked[0] = False
-                self.reload()
-        log.info("stopping: finishing the step in flight")
-        self.stop()
-        log.info("stopped")
-        return 0
+        try:
+            try:
+                self.start()
+            except BaseException:
+                self.rt.close()
+                raise
+            while not stop.wait(0.5):
+                if reload_asked[0]:
+                    reload_asked[0] = False
+                    self.reload()
+            log.info("stopping: finishing the step in flight")
+            self.stop()
+            log.info("stopped")
+            return 0
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
 
 
 OPERATIONAL_ERRORS: tuple[type[BaseException], ...] = (
@@ -460,6 +511,27 @@ def poll_failure_reason(exc: BaseException) -> str:
     if isinstance(exc, OPERATIONAL_ERRORS):
         return "local"
     return "internal"
+
+
+UNAVAILABLE: tuple[type[BaseException], ...] = (GateClosed, DatabaseError, sa.exc.OperationalError)
+"""What the intake API's calls into the engine may meet when the connector itself cannot take
+anything in for now: the audit gate closed (exchanges stopped, fail-closed), the database
+unreachable, gone or locked. Answered 503 with Retry-After (:func:`intake_unavailable`)."""
+
+
+def intake_unavailable(exc: BaseException) -> IntakeUnavailable:
+    """The intake API's answer to ``exc`` (one of :data:`UNAVAILABLE`): ``reason`` for the DMS
+    (no path, no SQL), ``detail`` for the operator's one log line (the cause, without the SQL
+    statement and parameters SQLAlchemy adds to a driver's error)."""
+    if isinstance(exc, GateClosed):
+        return IntakeUnavailable("the connector has stopped exchanging documents for now",
+                                 f"exchange stopped (fail closed): {exc}")
+    if isinstance(exc, sa.exc.DBAPIError):
+        orig = exc.orig if isinstance(exc.orig, BaseException) else exc
+        lines = str(orig).strip().splitlines()
+        return IntakeUnavailable("the connector's database is unavailable",
+                                 f"database unavailable: {lines[0] if lines else type(orig).__name__}")
+    return IntakeUnavailable("the connector's database is unavailable", f"database unavailable: {exc}")
 
 
 def _reload_summary(config: Config, verification: Verification) -> str:

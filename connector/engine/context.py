@@ -7,9 +7,11 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from ..axis.transport import AxisTransport
 from ..edxml.model import Organization, StaffInfo
@@ -63,6 +65,24 @@ class Verification:
 
     trust: TrustOptions
     policy: SignaturePolicy
+
+
+@dataclass(frozen=True, eq=False)
+class Routing:
+    """Where inbound items go: the routing rules and the destinations they name, built from
+    one configuration. One immutable object, like :class:`Verification`: a reload (SIGHUP)
+    swaps both in one assignment, and an item read once is routed and delivered under the old
+    pair or the new one, never routed by the old rules and then looked up among the new
+    destinations (where a renamed one is missing). Compared by identity (``eq=False``): the
+    inbox counts the items using each one."""
+
+    router: Any  # connector.routing.rules.Router (route(facts) -> destination names)
+    destinations: Mapping[str, Any]  # name -> connector.routing.delivery.Destination
+
+    @classmethod
+    def of(cls, router: Any, destinations: Mapping[str, Any]) -> "Routing":
+        """A routing over a read-only copy of ``destinations`` (the caller's dict may change)."""
+        return cls(router, MappingProxyType(dict(destinations)))
 
 
 @dataclass

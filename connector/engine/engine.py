@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..edxml.model import status_label
-from .context import EngineContext
+from .context import EngineContext, Routing
 from .inbox import Inbox
 from .outbox import Outbox, StatusRequest, refresh_directory
 
@@ -29,12 +29,11 @@ class Engine:
     def submit_status(self, request: StatusRequest, *, intake_key: str | None = None) -> str:
         return self.outbox.submit_status(request, intake_key=intake_key)
 
-    def set_routing(self, router, destinations: dict[str, Any]) -> dict[str, Any]:
-        """Swap the routing rules and destinations (SIGHUP); the next item uses the new ones.
-        Returns the previous destinations for the caller to close."""
-        old = self.inbox.destinations
-        self.inbox.router, self.inbox.destinations = router, destinations
-        return old
+    def set_routing(self, router, destinations: dict[str, Any]) -> None:
+        """Swap the routing rules and destinations as one (SIGHUP); the next item uses the new
+        ones, an item already routed is delivered under the old ones. The old destinations are
+        closed once no item uses them (see :class:`~connector.engine.inbox.CurrentRouting`)."""
+        self.inbox.routing.swap(Routing.of(router, destinations))
 
     # rounds of work
     def send_due(self, limit: int = 100) -> int:

@@ -10,7 +10,9 @@ acknowledged and not delivered again. Status messages update our outbound docume
 A full disk (spool, evidence, a folder destination, the database) is not the item's fault:
 the item keeps its state and attempts, the round stops (one line in the daemon's log naming
 the full folder), and the step runs again in a later round; nothing is acknowledged before
-the delivery it depends on is whole.
+the delivery it depends on is whole. A reload (SIGHUP) swaps the routing rules and destinations
+whole (:class:`CurrentRouting`): an item is routed and delivered under one of them, never half
+of each.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +41,7 @@ from ..edxml.parse import parse
 from ..routing.delivery import Delivery, DeliveryError
 from ..routing.rules import RouteFacts, Unroutable
 from ..signing.verify import verify
-from .context import EngineContext, GateClosed
+from .context import EngineContext, GateClosed, Routing
 from .events import ExchangeEvent
 from .outbox import Outbox, StatusRequest, response_for
 
@@ -45,13 +50,89 @@ STATUS_OVERLAP = 3600.0
 WATERMARK = "status_watermark"
 LAST_POLL = "last_good_poll"
 
+log = logging.getLogger("connector.engine")
+
+
+class CurrentRouting:
+    """The inbox's current :class:`~connector.engine.context.Routing`, swapped whole on reload.
+
+    Each item takes it once (:meth:`use`) for both its routing and its delivery, so a reload
+    between the two changes nothing for that item: it is delivered where the routing it was
+    routed by says (the destination objects that routing opened, still open), and the next
+    item uses the new routing. A retired routing's destinations are closed when the last item
+    using it is done (at once when no item is): a reload never closes a connection under a
+    delivery in progress, and what is retired does not stay open until the next reload or
+    stop. A destination object the current routing (or a retired one still in use) also holds
+    is left open."""
+
+    def __init__(self, routing: Routing):
+        self._lock = threading.Lock()
+        self._current = routing
+        self._users: dict[Routing, int] = {}  # items using each routing now
+        self._retired: list[Routing] = []  # swapped out, destinations not yet closed
+
+    @property
+    def current(self) -> Routing:
+        """The routing the next item uses."""
+        return self._current
+
+    @contextmanager
+    def use(self) -> Iterator[Routing]:
+        """The current routing, counted as in use until the block ends."""
+        with self._lock:
+            routing = self._current
+            self._users[routing] = self._users.get(routing, 0) + 1
+        try:
+            yield routing
+        finally:
+            with self._lock:
+                left = self._users.pop(routing) - 1
+                if left:
+                    self._users[routing] = left
+                unused = self._take_unused()
+            _close_destinations(unused)
+
+    def swap(self, routing: Routing) -> Routing:
+        """Make ``routing`` the current one; returns the one it replaces, whose destinations are
+        closed now if no item uses it, else when the last one is done."""
+        with self._lock:
+            old, self._current = self._current, routing
+            if old is not routing:
+                self._retired.append(old)
+            unused = self._take_unused()
+        _close_destinations(unused)
+        return old
+
+    def _take_unused(self) -> list[Any]:
+        """Forget the retired routings no item uses; their destinations that nothing still
+        held shares (called with the lock held)."""
+        done = [r for r in self._retired if r not in self._users]
+        if not done:
+            return []
+        self._retired = [r for r in self._retired if r in self._users]
+        kept = {id(d) for r in (self._current, *self._retired) for d in r.destinations.values()}
+        unused: dict[int, Any] = {}
+        for routing in done:
+            unused.update((id(d), d) for d in routing.destinations.values() if id(d) not in kept)
+        return list(unused.values())
+
+
+def _close_destinations(destinations: list[Any]) -> None:
+    """Close retired destinations, best effort: a failure is one warning line, never the
+    round's or the reload's end."""
+    for destination in destinations:
+        try:
+            destination.close()
+        except Exception as exc:  # noqa: BLE001 - releasing a retired pool must not stop anything
+            log.warning("closing the retired destination %r failed: %s: %s", getattr(destination, "name", "?"),
+                        type(exc).__name__, exc)
+
 
 class Inbox:
     def __init__(self, ctx: EngineContext, outbox: Outbox, router, destinations: dict[str, Any]):
         self.ctx = ctx
         self.outbox = outbox
-        self.router = router
-        self.destinations = destinations
+        self.routing = CurrentRouting(Routing.of(router, destinations))
 
     # ------------------------------------------------------------------ poll
 
@@ -244,10 +325,14 @@ class Inbox:
     # ---- received -> delivered | quarantined
 
     def _take(self, row: dict[str, Any]) -> None:
+        path = self.ctx.evidence.path_for(row["sha256"])
+        with self.routing.use() as routing:  # read once: routed and delivered under the same configuration
+            if row["kind"] == "status":
+                return self._take_status(row, path, routing)
+            return self._take_edoc(row, path, routing)
+
+    def _take_edoc(self, row: dict[str, Any], path: Path, routing: Routing) -> None:
         ctx = self.ctx
-        path = ctx.evidence.path_for(row["sha256"])
-        if row["kind"] == "status":
-            return self._take_status(row, path)
         try:
             spool = ctx.settings.spool_dir
             checks = ctx.verification  # read once: a reload (SIGHUP) never pairs old trust with a new policy
@@ -283,14 +368,14 @@ class Inbox:
                 return
             recipient = self._recipient(message)
             try:
-                targets = self.router.route(RouteFacts.for_message(message, recipient))
+                targets = routing.router.route(RouteFacts.for_message(message, recipient))
             except Unroutable as exc:
                 return self._quarantine(row, f"unroutable: {exc}")
             metadata = to_json(message)
             metadata.update(signature=verdict, axis_id=row["axis_item"], received_at=_iso(row["received_at"]))
-            self._deliver(row, Delivery(row["id"], "edoc", message, path, metadata), targets)
+            self._deliver(row, Delivery(row["id"], "edoc", message, path, metadata), targets, routing)
 
-    def _take_status(self, row: dict[str, Any], path: Path) -> None:
+    def _take_status(self, row: dict[str, Any], path: Path, routing: Routing) -> None:
         ctx = self.ctx
         try:
             with parse(path, validate=False, source_name=f"inbound {row['id']}") as parsed:
@@ -328,23 +413,24 @@ class Inbox:
                     return
                 ctx.store.update_inbound(row["id"], ctx.settings.worker_id, facts)
                 try:
-                    targets = self.router.route(RouteFacts(kind="status", sender=status.from_.organ_id, recipient=ctx.agency_code,
-                                                           document_type=None, priority=None))
+                    targets = routing.router.route(RouteFacts(kind="status", sender=status.from_.organ_id,
+                                                              recipient=ctx.agency_code, document_type=None, priority=None))
                 except Unroutable:
                     targets = []  # a status nobody asked to see is still applied to our documents
                 metadata = to_json(status)
                 metadata.update(axis_id=row["axis_item"], received_at=_iso(row["received_at"]), matched=matched)
-                self._deliver(row, Delivery(row["id"], "status", status, path, metadata), targets)
+                self._deliver(row, Delivery(row["id"], "status", status, path, metadata), targets, routing)
         except EdxmlError as exc:
             return self._quarantine(row, f"not a readable status message: {exc}")
 
-    def _deliver(self, row: dict[str, Any], delivery: Delivery, targets: list[str]) -> None:
+    def _deliver(self, row: dict[str, Any], delivery: Delivery, targets: list[str], routing: Routing) -> None:
+        """Deliver to ``targets`` through ``routing``'s destinations: the routing that chose them."""
         ctx = self.ctx
         done: dict[str, str] = json.loads(row.get("delivered_to") or "{}")
         for name in targets:
             if name in done:
                 continue
-            destination = self.destinations.get(name)
+            destination = routing.destinations.get(name)
             if destination is None:
                 raise DeliveryError(f"destination {name!r} is not configured", retryable=False, destination=name)
             done[name] = destination.deliver(delivery)

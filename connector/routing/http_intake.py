@@ -23,7 +23,11 @@ engine (``submit`` or ``report_status`` raising :class:`~connector.durable.DiskF
 database, staging or spool folder) are answered ``503`` with ``Retry-After: 30`` and a
 one-line ``{"error"}`` naming the condition (never a server path), so the DMS tries again
 later. The log gets one line naming the folder, no traceback; the request's partial files
-are removed.
+are removed. So is the connector being unavailable for another reason of its own (its
+database unreachable or locked, exchanges stopped by the audit log failing closed): a callback
+raising :class:`IntakeUnavailable` is answered ``503`` with ``Retry-After`` and the exception's
+``reason``, and logged in one line with its ``detail``. (This room knows neither the store nor
+the engine: the daemon's callbacks turn their errors into :class:`IntakeUnavailable`.)
 
 Any other exception from a callback is logged and answered 500 with a one-line message, never
 a traceback.
@@ -54,13 +58,14 @@ from .intake_checks import (
 )
 from .status_report import StatusReport, parse_status_report
 
-__all__ = ["IntakeRejected", "StatusReport", "intake_app"]
+__all__ = ["IntakeRejected", "IntakeUnavailable", "StatusReport", "intake_app"]
 
 log = logging.getLogger("connector.routing.http_intake")
 
 MAX_STATUS_BYTES = 1024**2
 RETRY_AFTER_S = 30
-"""What a 503 for a full or unusable spool folder or disk asks the DMS to wait (seconds)."""
+"""What a 503 for a full or unusable spool folder or disk, or another unavailability of the
+connector's own (:class:`IntakeUnavailable`), asks the DMS to wait (seconds)."""
 _REASONS = {
     200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
     405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
@@ -71,6 +76,23 @@ _REASONS = {
 Submit = Callable[[dict, list[Path]], str]
 Track = Callable[[str], "dict | None"]
 ReportStatus = Callable[[StatusReport], str]
+
+
+class IntakeUnavailable(Exception):
+    """Raised by ``submit``, ``track`` or ``report_status`` when the connector cannot take the
+    request for now, for a reason on its own side (not the DMS's fault, not a bug): answered
+    ``503`` with ``Retry-After``. ``reason`` is shown to the DMS (one line, no server path, no
+    SQL); ``detail`` goes to the operator's log line (defaults to ``reason``)."""
+
+    def __init__(self, reason: str, detail: str | None = None):
+        super().__init__(reason)
+        self.reason = _one_line(reason)
+        self.detail = _one_line(detail or reason)
+
+
+def _one_line(text: str) -> str:
+    """``text``'s non-blank lines joined with "; " (a log line or an error stays one line)."""
+    return "; ".join(line.strip().rstrip(";") for line in text.splitlines() if line.strip())
 
 
 class _Answer(Exception):
@@ -118,6 +140,9 @@ def intake_app(
                 status, body, headers = _post_status(environ, report_status)
             else:
                 raise _Answer(404, f"no such resource {path!r} (routes: POST /documents, GET /documents/<id>, POST /statuses)")
+        except IntakeUnavailable as exc:
+            answer = _unavailable(environ, exc.reason, exc.detail)
+            status, headers, body = answer.status, answer.headers, {"error": answer.error}
         except _Answer as answer:
             status, headers = answer.status, answer.headers
             body = {"error": answer.error}
@@ -152,8 +177,9 @@ def _authorize(environ: dict, expected: bytes) -> None:
 
 
 def _unavailable(environ: dict, error: str, logged: str) -> _Answer:
-    """A 503 with ``Retry-After`` for storage trouble on the connector's side, after one log
-    line (``logged``: names the folder, for the operator; ``error`` does not, for the DMS)."""
+    """A 503 with ``Retry-After`` for trouble on the connector's side (storage, database,
+    exchanges stopped), after one log line (``logged``: names the folder or the cause, for the
+    operator; ``error`` does not, for the DMS)."""
     log.error("intake API: %s %s answered 503: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), logged)
     return _Answer(503, f"{error}; try again later", headers=[("Retry-After", str(RETRY_AFTER_S))])
 

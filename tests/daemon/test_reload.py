@@ -23,6 +23,8 @@ from connector.daemon.runner import Daemon
 from connector.daemon.runtime import needs_restart, open_runtime, with_reloaded
 from connector.edxml.jsonform import to_json
 from connector.edxml.samples import sample_edoc
+from connector.engine.context import Routing
+from connector.engine.inbox import CurrentRouting
 from connector.sandbox.server import SandboxServer
 from connector.signing.devpki import create_dev_pki
 from connector.store.tables import inbound
@@ -187,7 +189,7 @@ def test_an_unusable_new_configuration_keeps_every_old_setting(make_site, caplog
     h16 = make_site(H16, "soap")
     h41 = make_site(H41, "vxp", extra=SENDER_POLICY)
     daemon = h41.daemon
-    before = (daemon.config, daemon.engine.ctx.verification, daemon.engine.inbox.router, daemon.rt.destinations)
+    before = (daemon.config, daemon.engine.ctx.verification, daemon.engine.inbox.routing.current, daemon.rt.destinations)
     # the same edit also tightens the policy and reroutes: none of it may be applied
     h41.edit(lambda t: t.replace('"000.00.00.H16" = "if-present"', '"000.00.00.H16" = "require"')
              .replace('default = ["inbox"]', 'default = ["statuses"]'))
@@ -201,13 +203,85 @@ def test_an_unusable_new_configuration_keeps_every_old_setting(make_site, caplog
     assert message.startswith("configuration NOT reloaded, keeping all the old settings: ")
     assert named in message and "\n" not in message and error.exc_info is None
     assert daemon_records(caplog, logging.INFO) == [] and daemon_records(caplog, logging.WARNING) == []
-    after = (daemon.config, daemon.engine.ctx.verification, daemon.engine.inbox.router, daemon.rt.destinations)
+    after = (daemon.config, daemon.engine.ctx.verification, daemon.engine.inbox.routing.current, daemon.rt.destinations)
     assert all(now is then for now, then in zip(after, before))
     # still the old policy and routes: an unsigned document from H16 is accepted into the inbox
     document_id = send(h16, H41, 5)
     exchange(h16, h41)
     assert received(h41, document_id) == {"state": "done", "verdict": "absent", "reason": None}
     assert len(list(h41.site.inbox.glob("*/metadata.json"))) == 1
+
+
+def delivered_to(site: Site, document_id: str) -> list[str]:
+    """The destinations the recipient delivered ``document_id`` to (names), and its state."""
+    with site.daemon.rt.db.connect() as conn:
+        row = conn.execute(sa.select(inbound.c.state, inbound.c.delivered_to, inbound.c.last_error)
+                           .where(inbound.c.document_id == document_id, inbound.c.kind == "edoc")).one()
+    assert row.state == "done", (row.state, row.last_error)
+    return sorted(json.loads(row.delivered_to))
+
+
+RENAME_INBOX = (lambda t: t.replace('default = ["inbox"]', 'default = ["dms"]')
+                .replace("[routing.destinations.inbox]", "[routing.destinations.dms]"))
+
+
+def test_a_reload_between_routing_and_delivery_delivers_under_the_routing_that_chose(make_site, monkeypatch):
+    """A SIGHUP handled while a round has routed an item but not yet delivered it (the reload
+    runs from inside route(), as the main loop may run it while a round thread is there): the
+    item is delivered under the routing it was routed by (its destination ``inbox`` still open),
+    never dead because the new routing renamed ``inbox`` to ``dms``; the retired destinations
+    are closed once that round is done with them, not under it; the next item goes by the new
+    routing."""
+    h16, g22 = make_site(H16, "soap"), make_site(G22, "vxp")
+    first = send(h16, G22, 6)
+    old = g22.daemon.engine.inbox.routing.current
+    closed: list[str] = []
+    for name, destination in old.destinations.items():
+        monkeypatch.setattr(destination, "close", lambda name=name: closed.append(name))
+    closed_at_reload: list[list[str]] = []
+    real_route = old.router.route
+
+    def route_then_reload(facts):
+        targets = real_route(facts)
+        if facts.kind == "edoc" and not closed_at_reload:
+            g22.edit(RENAME_INBOX)
+            g22.daemon.reload()
+            closed_at_reload.append(list(closed))
+        return targets
+
+    monkeypatch.setattr(old.router, "route", route_then_reload)
+    exchange(h16, g22)
+    assert closed_at_reload == [[]]  # the reload closed nothing the round was about to use
+    assert delivered_to(g22, first) == ["inbox"]
+    assert len(list(g22.site.inbox.glob("*/metadata.json"))) == 1
+    assert sorted(closed) == ["inbox", "statuses"]  # closed when the round was done with them
+
+    second = send(h16, G22, 7)
+    exchange(h16, g22)
+    assert delivered_to(g22, second) == ["dms"]
+    assert len(list(g22.site.inbox.glob("*/metadata.json"))) == 2  # "dms" is the same folder, renamed
+
+
+class CountingDestination:
+    def __init__(self):
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_retired_destinations_are_closed_when_unused_except_those_the_new_routing_keeps():
+    """Engine.set_routing given some of the same destination objects (as tests and tools do):
+    those stay open; the others close once the last item using the old routing is done."""
+    kept, dropped, added = CountingDestination(), CountingDestination(), CountingDestination()
+    switch = CurrentRouting(Routing.of("old rules", {"a": kept, "b": dropped}))
+    with switch.use() as routing:
+        switch.swap(Routing.of("new rules", {"a": kept, "c": added}))
+        assert routing.router == "old rules" and routing.destinations["b"] is dropped
+        assert (kept.closed, dropped.closed) == (0, 0)  # an item is still using the old routing
+    assert (kept.closed, dropped.closed, added.closed) == (0, 1, 0)
+    switch.swap(Routing.of("newer rules", {}))  # nobody uses the retired one: closed at once
+    assert (kept.closed, dropped.closed, added.closed) == (1, 1, 1)
 
 
 def test_changes_that_need_a_restart_are_named_and_not_applied(make_site, sandbox, caplog, tmp_path):

@@ -1,9 +1,12 @@
 """The intake API when the connector's own storage fails, on a real WsgiServer and real disks:
 a spool folder on a full tmpfs, removed, or read-only, and a full disk under the engine
-(``submit`` / ``report_status`` raising DiskFull). Each is a 503 with ``Retry-After`` and a
-one-line JSON error without server paths (the DMS tries again later, it is not its fault), one
-log line naming the folder (no traceback), no file left behind, and the next request after the
-fix goes through without a restart."""
+(``submit`` / ``report_status`` raising DiskFull), and the connector unavailable for another
+reason of its own (a callback raising IntakeUnavailable: the daemon's callbacks do so for a
+database that is gone or locked and for exchanges stopped by the audit gate, see
+tests/daemon/test_run_errors.py). Each is a 503 with ``Retry-After`` and a one-line JSON error
+without server paths (the DMS tries again later, it is not its fault), one log line naming the
+folder or the cause (no traceback), no file left behind, and the next request after the fix
+goes through without a restart."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import requests
 
 from connector.durable import writing
 from connector.httpserver import WsgiServer
-from connector.routing.http_intake import intake_app
+from connector.routing.http_intake import IntakeUnavailable, intake_app
 from tests.support.small_disk import small_disk
 
 from .conftest import G22, document_json
@@ -152,4 +155,60 @@ def test_engine_disk_full_is_503(mount, tmp_path, caplog, route):
         assert _files(spool) == [] and engine.submitted == [] and engine.reports == []
         disk.free()
         assert send(server.url).status_code == 202
+    assert _files(spool) == []
+
+
+class UnavailableEngine(FakeEngine):
+    """An engine whose every call raises ``unavailable`` while it is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.unavailable: IntakeUnavailable | None = None
+
+    def _check(self) -> None:
+        if self.unavailable is not None:
+            raise self.unavailable
+
+    def submit(self, document: dict, files: list[Path]) -> str:
+        self._check()
+        return super().submit(document, files)
+
+    def track(self, tracking_id: str) -> dict | None:
+        self._check()
+        return super().track(tracking_id)
+
+    def report_status(self, report) -> str:
+        self._check()
+        return super().report_status(report)
+
+
+@pytest.mark.parametrize("route", ["POST /documents", "GET /documents/trk-1", "POST /statuses"])
+def test_connector_unavailable_is_503(tmp_path, caplog, route):
+    """A callback raising IntakeUnavailable: 503 with its reason for the DMS, its detail (which
+    may name a path) in one log line for the operator; the request's files removed; the next
+    request after it comes back goes through."""
+    engine = UnavailableEngine()
+    spool = tmp_path / "spool"
+    method, path = route.split(" ")
+
+    def send(url: str) -> requests.Response:
+        if path == "/documents":
+            return _post(url, document_json(), [FILE])
+        if path == "/statuses":
+            return requests.post(f"{url}/statuses", json=REPORT, headers=AUTH, timeout=10)
+        return requests.get(f"{url}{path}", headers=AUTH, timeout=10)
+
+    with _serve(engine, spool) as server:
+        engine.unavailable = IntakeUnavailable(
+            "the connector's database is unavailable",
+            f"database unavailable: database file {tmp_path}/data/connector.db disappeared;\nrestore it")
+        caplog.clear()
+        response = send(server.url)
+        _assert_503(response, {"error": "the connector's database is unavailable; try again later"})
+        assert str(tmp_path) not in response.text
+        _one_log_line(caplog, f"{route} answered 503: database unavailable: database file {tmp_path}/data/connector.db "
+                      "disappeared; restore it")
+        assert _files(spool) == [] and engine.submitted == [] and engine.reports == []
+        engine.unavailable = None
+        assert send(server.url).status_code in (200, 202)
     assert _files(spool) == []
