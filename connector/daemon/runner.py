@@ -151,6 +151,7 @@ class Daemon:
         intake = self.folder_intake
         if intake is None:
             return
+        self.engine.ctx.gate()  # exchanges stopped: leave the drops where the DMS put them, claim nothing
         items = intake.recover(self._stale_after) + intake.claim()
         reports = intake.recover_status_reports(self._stale_after) + intake.status_reports()
         self._stale_after = max(self._stale_after, 600.0)

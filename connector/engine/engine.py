@@ -24,9 +24,15 @@ class Engine:
 
     # intake (from the DMS)
     def submit(self, document: dict, files: list[Path], *, intake_key: str | None = None) -> str:
+        """Queue a document the DMS hands in; its tracking id. Refused with
+        :class:`~connector.engine.context.GateClosed` while exchanges are stopped (the audit
+        log failing closed): queueing is an exchange step the log must record."""
+        self.ctx.gate()
         return self.outbox.submit(document, files, intake_key=intake_key)
 
     def submit_status(self, request: StatusRequest, *, intake_key: str | None = None) -> str:
+        """Queue a status the DMS reports; refused like :meth:`submit` while exchanges are stopped."""
+        self.ctx.gate()
         return self.outbox.submit_status(request, intake_key=intake_key)
 
     def set_routing(self, router, destinations: dict[str, Any]) -> None:

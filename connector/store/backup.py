@@ -34,8 +34,8 @@ A stopped connector's data folder is left exactly as it was (its database is rea
 ``immutable``: no ``-wal``/``-shm`` files are created), and a backup disk that fills up at any
 step is :class:`~connector.durable.DiskFull` naming the backup folder, which is removed again.
 Without ``--force`` a database that appears while a restore runs (``send`` takes no lock) is
-refused, never moved aside; a restore run as root gives what it writes to the data folder's
-owner, so that the service user's daemon can write it.
+refused, never moved aside; run as root, a restore into a data folder another user owns is
+refused (run it as that user).
 
 PostgreSQL databases are backed up with ``pg_dump``; :func:`database_file` refuses them.
 """
@@ -47,6 +47,7 @@ import fcntl
 import hashlib
 import json
 import os
+import pwd
 import re
 import shutil
 import sqlite3
@@ -558,65 +559,36 @@ def verify_backup(src: Path, manifest: dict[str, Any]) -> None:
             raise BackupError(f"{path} does not match the SHA-256 in the manifest: it was altered or damaged")
 
 
-@dataclass(frozen=True)
-class _Owner:
-    """Whom the restored files are given to: the data folder's owner and group.
+def refuse_foreign_folder(data_dir: Path) -> None:
+    """Run as root, a restore into a data folder that another user owns is refused.
 
-    Why: a restore run as root (as operators do with ``sudo``) would otherwise leave the
-    database, lock file, marker, evidence and staging owned by root, and the daemon, which runs
-    as the service user (systemd ``User=``), could not write them ("attempt to write a readonly
-    database"). Only root can give files away; any other user restores as itself."""
-
-    uid: int
-    gid: int
-
-    @classmethod
-    def of(cls, data_dir: Path) -> _Owner | None:
-        """The owner to give files to when running as root and ``data_dir`` (or, when it does
-        not exist yet, its nearest existing parent) belongs to someone else; else None."""
-        if os.geteuid() != 0:
-            return None
-        folder = data_dir.absolute()
-        while not folder.exists() and folder.parent != folder:
-            folder = folder.parent
-        st = folder.stat()
-        if (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid()):
-            return None
-        return cls(st.st_uid, st.st_gid)
-
-    def give(self, path: Path) -> None:
-        """Give ``path`` (a file or folder, never followed through a link) to the owner."""
-        try:
-            os.chown(path, self.uid, self.gid, follow_symlinks=False)
-        except OSError as exc:
-            raise BackupError(f"cannot give {path} to the data folder's owner (uid {self.uid}, gid {self.gid}): "
-                              f"{exc.strerror or exc}; run restore as that user") from None
-
-
-def _give(owner: _Owner | None, path: Path) -> None:
-    """:meth:`_Owner.give` when there is an owner to give to."""
-    if owner is not None:
-        owner.give(path)
-
-
-def _make_folder(folder: Path, owner: _Owner | None) -> None:
-    """``mkdir -p folder``; each folder it creates is given to ``owner``."""
-    missing = []
-    at = folder
-    while not at.exists() and at.parent != at:
-        missing.append(at)
-        at = at.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    for created in reversed(missing):
-        _give(owner, created)
+    Why: files root writes there would be root's, and the daemon, which runs as that user
+    (systemd ``User=``), could not write them ("attempt to write a readonly database"); giving
+    them away with chown is no answer either, since root writing into a folder another user
+    controls follows the links that user may have planted there (to /etc, say). Run as the
+    folder's owner, the restore can only do what that user could."""
+    if os.geteuid() != 0:
+        return
+    folder = data_dir.absolute()
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    uid = folder.stat().st_uid
+    if uid == 0:
+        return
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = f"uid {uid}"
+    raise BackupError(f"{folder} belongs to {user}: run restore as that user (sudo -u {user} ...), with the backup "
+                      f"readable by it; as root, restore would leave root's files where {user}'s connector must "
+                      "write, or follow links planted in a folder root does not control")
 
 
 @contextmanager
-def holding_data_folder(layout: DataLayout, owner: _Owner | None = None) -> Iterator[None]:
+def holding_data_folder(layout: DataLayout) -> Iterator[None]:
     """Hold the data folder's instance lock: no connector runs on it meanwhile, and none may start.
-    With ``owner``, the folder (when created) and the lock file are given to it first: the
-    daemon opens the lock file for writing, and a lock file it cannot open stops it."""
-    _make_folder(layout.data_dir, owner)
+    """
+    layout.data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
@@ -624,7 +596,6 @@ def holding_data_folder(layout: DataLayout, owner: _Owner | None = None) -> Iter
         except BlockingIOError:
             raise BackupError(f"a connector is running on {layout.data_dir} (it holds {layout.lock}): "
                               "stop it before restoring") from None
-        _give(owner, layout.lock)  # first, so a restore that cannot give files away writes nothing
         yield
     finally:
         os.close(fd)
@@ -641,14 +612,13 @@ def restore(layout: DataLayout, src: Path, *, force: bool = False) -> RestoreRes
     creates one when there is no marker yet) is refused too, checked again before the marker is
     written and before anything is moved aside: it is never moved aside unasked.
 
-    Run as root, everything the restore writes is given to the data folder's owner and group
-    (:class:`_Owner`), so the service user's daemon can write it."""
+    Run as root, a data folder another user owns is refused (:func:`refuse_foreign_folder`)."""
     manifest = read_manifest(src)
     check_revision(manifest, src)
     check_agency(manifest, src, layout.agency)
     result = RestoreResult(manifest)
-    owner = _Owner.of(layout.data_dir)
-    with holding_data_folder(layout, owner):
+    refuse_foreign_folder(layout.data_dir)
+    with holding_data_folder(layout):
         existing = _existing_database(layout.database)
         if existing and not force:
             raise BackupError(f"database file {layout.database} already exists: restore replaces it only with "
@@ -657,15 +627,15 @@ def restore(layout: DataLayout, src: Path, *, force: bool = False) -> RestoreRes
         verify_backup(src, manifest)
         plan = _plan(layout, src, manifest)
         _refuse_if_created(layout.database, seen)
-        _write_marker(layout.database, src, manifest, owner)
+        _write_marker(layout.database, src, manifest)
         for source, target, entry in plan.files:
-            _put_file(source, target, entry, owner)
+            _put_file(source, target, entry)
         for tmp, target in plan.folders:
             os.replace(tmp, target)
         _fsync_folders([target for _, target, _ in plan.files] + [target for _, target in plan.folders],
                        layout.data_dir)
         result.written, result.kept = len(plan.files), plan.kept
-        result.aside = _put_database(layout, src, manifest, owner, seen)
+        result.aside = _put_database(layout, src, manifest, seen)
     return result
 
 
@@ -752,9 +722,9 @@ def _same(path: Path, entry: dict[str, Any]) -> bool:
     return _hash(path)[1] == entry["sha256"]
 
 
-def _put_file(source: Path, target: Path, entry: dict[str, Any], owner: _Owner | None = None) -> None:
-    """Copy to a temporary name beside ``target``, check, flush, give to ``owner``, rename."""
-    _make_folder(target.parent, owner)
+def _put_file(source: Path, target: Path, entry: dict[str, Any]) -> None:
+    """Copy to a temporary name beside ``target``, check, flush, rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".restore-{target.name}.tmp")
     with writing(target.parent):
         try:
@@ -763,7 +733,6 @@ def _put_file(source: Path, target: Path, entry: dict[str, Any], owner: _Owner |
                 raise BackupError(f"{source} changed while it was restored: it no longer matches the manifest")
             if entry["kind"] in ("evidence", "audit-archive"):
                 os.chmod(tmp, 0o444)
-            _give(owner, tmp)
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -783,11 +752,11 @@ def _fsync_folders(paths: list[Path], top: Path) -> None:
         fsync_dir(folder)
 
 
-def _write_marker(database: Path, src: Path, manifest: dict[str, Any], owner: _Owner | None = None) -> None:
+def _write_marker(database: Path, src: Path, manifest: dict[str, Any]) -> None:
     """The creation marker, first: a restore cut short then stops the connector with "restore
     it from backup" instead of letting it create an empty database."""
     marker = marker_path(database)
-    _make_folder(database.parent, owner)
+    database.parent.mkdir(parents=True, exist_ok=True)
     text = (f"{database.name} was restored by the connector on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S} "
             f"UTC from the backup {src.absolute()} (snapshot of {manifest.get('created')}).\n"
             "While this file exists, the connector refuses to start when the database file is missing,\n"
@@ -795,15 +764,14 @@ def _write_marker(database: Path, src: Path, manifest: dict[str, Any], owner: _O
     tmp = marker.with_name(marker.name + ".tmp")
     with writing(marker.parent):
         write_synced(tmp, text.encode("utf-8"))
-        _give(owner, tmp)
         os.replace(tmp, marker)
     fsync_dir(marker.parent)
 
 
-def _put_database(layout: DataLayout, src: Path, manifest: dict[str, Any], owner: _Owner | None = None,
+def _put_database(layout: DataLayout, src: Path, manifest: dict[str, Any],
                   seen: tuple[Any, ...] | None = None) -> list[Path]:
     """Copy the snapshot beside the database, point its unsent rows at the restored staging
-    folders, give it to ``owner``, then move the previous database files aside and rename the
+    folders, then move the previous database files aside and rename the
     copy into place; without ``--force`` (``seen`` given) a database that appeared meanwhile is
     refused instead (:func:`_refuse_if_created`). Returns where the previous files went."""
     database = layout.database
@@ -814,7 +782,6 @@ def _put_database(layout: DataLayout, src: Path, manifest: dict[str, Any], owner
             if digest != manifest["database"]["sha256"]:
                 raise BackupError(f"{src / DATABASE} changed while it was restored: it no longer matches the manifest")
             _point_staging(tmp, layout, manifest.get("staging") or [])
-            _give(owner, tmp)
             _refuse_if_created(database, seen)
             aside = _move_aside(database)
             os.replace(tmp, database)

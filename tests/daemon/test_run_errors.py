@@ -258,16 +258,24 @@ def test_intake_with_the_database_locked_is_503(intake, caplog, monkeypatch, rou
                        "database unavailable: database is locked")
 
 
-@pytest.mark.parametrize("route", sorted(REQUESTS))
+@pytest.mark.parametrize("route", ["POST /documents", "POST /statuses"])
 def test_intake_with_exchanges_stopped_by_the_audit_gate_is_503(intake, caplog, monkeypatch, route):
-    reason = "the audit log could not be time-stamped for 2 h (TSA unreachable); exchanges are stopped"
+    """The real gate closed (the audit log cannot record): nothing is queued, the DMS is told
+    to come back later. Tracking stays open (it records nothing)."""
+    from connector.audit.log import AuditUnavailable
 
-    def closed(*_args, **_kwargs):
-        raise GateClosed(reason)
+    reason = "audit log: time-stamping has failed for too long; exchanges are stopped"
 
-    for method in ("submit", "submit_status", "track"):
-        monkeypatch.setattr(intake.engine, method, closed)
+    def closed() -> None:
+        raise AuditUnavailable(reason)
+
+    monkeypatch.setattr(intake.rt.audit, "ensure_can_exchange", closed)
+    with pytest.raises(GateClosed):
+        intake.engine.ctx.gate()  # the rounds are stopped: so is the intake
+    queued = intake.rt.store.summary(recent=0).outbound
     caplog.clear()
     response = REQUESTS[route](intake.http_intake.url)
     assert_unavailable(response, "the connector has stopped exchanging documents for now", caplog, route,
-                       f"exchange stopped (fail closed): {reason}")
+                       "exchange stopped (fail closed): ", reason)
+    assert intake.rt.store.summary(recent=0).outbound == queued  # nothing was queued
+    assert get_tracking(intake.http_intake.url).status_code == 404

@@ -132,6 +132,32 @@ def test_sender_waits_for_space_to_sign_then_sends_once(mount, make_side, caplog
     assert h16.engine.track(tracking)["recipients"][0]["status_code"] == "01"
 
 
+def test_a_drop_waits_in_the_outbox_while_exchanges_are_stopped(make_side, caplog, monkeypatch):
+    """The audit gate closed (fail-closed): the intake round claims nothing, so the DMS's drop
+    stays where it put it, and is taken at the first round after the gate opens."""
+    from connector.audit.log import AuditUnavailable
+
+    h16, g22 = make_side(H16, "vxp", audit=True), make_side(G22, "soap")
+    d = daemon(h16)
+    doc_id = drop_sample(h16.site, G22, 2)
+
+    def closed() -> None:
+        raise AuditUnavailable("audit log: time-stamping has failed for too long; exchanges are stopped")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(h16.rt.audit, "ensure_can_exchange", closed)
+        assert run_rounds(d, caplog, "intake", "intake") == [
+            "exchange stopped (fail closed): audit log: time-stamping has failed for too long; exchanges are stopped"] * 2
+    intake = d.folder_intake
+    assert [p.name for p in h16.site.outbox.iterdir()] == ["doc-2"] and list(intake.processing.iterdir()) == []
+    assert h16.store.summary().outbound == {}
+
+    assert run_rounds(d, caplog, "intake") == []
+    assert list(h16.site.outbox.iterdir()) == [] and (intake.sent / "doc-2" / "tracking.txt").exists()
+    rounds(h16, g22)
+    assert delivered_ids(g22) == [doc_id]
+
+
 def test_full_staging_folder_keeps_the_drop_and_queues_it_when_space_returns(mount, make_side, caplog, tmp_path):
     outgoing = tmp_path / H16 / "data" / "outgoing"
     disk = mount(outgoing)

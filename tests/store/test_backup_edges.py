@@ -8,7 +8,6 @@ import os
 import pwd
 import shutil
 import sqlite3
-import subprocess
 import tempfile
 import traceback
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from connector.daemon.config import load_config
 from connector.daemon.devsite import SiteAgency
 from connector.daemon.runtime import open_runtime
 from connector.durable import DiskFull
-from connector.store.backup import DataLayout, backup, restore
+from connector.store.backup import BackupError, DataLayout, backup, restore
 from connector.store.db import marker_path
 from tests.store.test_backup import (G22, H16, backed_up, cli, make_site, outbound_rows, pki,  # noqa: F401
                                      sandbox, submit)
@@ -246,48 +245,33 @@ def public_folder() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-SERVICE_WORK = """
-import fcntl, os, sqlite3, sys
-from pathlib import Path
-data = Path(sys.argv[1])
-fd = os.open(data / "connector.lock", os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-conn = sqlite3.connect(f"file:{data / 'connector.db'}?mode=rw", uri=True, isolation_level=None)
-conn.execute("PRAGMA journal_mode=WAL")
-conn.execute("INSERT INTO setting(key, value) VALUES ('written by', 'the service user')")
-conn.close()
-(data / "evidence" / "tmp").mkdir(exist_ok=True)  # what the evidence store does at each start
-for folder in (next((data / "evidence").glob("??/??")), data / "evidence" / "00" / "00"):
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "new").write_text("x")
-for stage in (data / "outgoing").iterdir():
-    (stage / "more").write_text("x")
-    (stage / "more").unlink()
-(data / "connector.db.created").unlink()
-print("ok")
-"""
-
-
-def test_a_restore_run_as_root_gives_everything_to_the_data_folders_owner(busy_site, tmp_path, public_folder):
+def test_a_restore_run_as_root_into_another_users_data_folder_is_refused_and_writes_nothing(
+        busy_site, tmp_path, public_folder):
+    """Root would leave root's files where the service user's daemon must write ("attempt to
+    write a readonly database"), and writing as root into a folder another user controls
+    follows the links that user planted: here one aimed at a root-only file, which must stay
+    as it was. The restore is refused before anything is written: run it as that user."""
     if os.geteuid() != 0:
         if IN_CI:
-            pytest.fail("this test needs root (CI runs as root): it gives files to another user")
-        pytest.skip("needs root: a restore gives files to the data folder's owner only as root")
+            pytest.fail("this test needs root (CI runs as root): it restores as root into another user's folder")
+        pytest.skip("needs root")
     service = pwd.getpwnam("nobody")
     source = DataLayout(busy_site.folder / "data", busy_site.database, busy_site.folder / "data" / "audit-archive")
     backup(source, tmp_path / "backup")
     data = public_folder / "data"
     data.mkdir()
-    os.chown(data, service.pw_uid, service.pw_gid)  # the service user's (empty) data folder on a new machine
+    os.chown(data, service.pw_uid, service.pw_gid)  # the service user's (empty) data folder
+    secret = public_folder / "root-only.conf"
+    secret.write_text("root's settings\n")
+    os.chmod(secret, 0o600)
+    (data / "connector.db.created.tmp").symlink_to(secret)  # planted by the service user
+    before = sorted(p.name for p in data.iterdir())
 
-    result = restore(DataLayout(data, data / "connector.db", data / "audit-archive"), tmp_path / "backup")
-    assert result.written > 0
-
-    owners = {str(p.relative_to(data)): (p.lstat().st_uid, p.lstat().st_gid) for p in [data, *data.rglob("*")]}
-    assert {"connector.db", "connector.lock", "connector.db.created", "evidence", "outgoing"} <= set(owners)
-    assert {k for k, v in owners.items() if v != (service.pw_uid, service.pw_gid)} == set()
-    python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")  # the venv's may be in root's home
-    assert python, "no system python3 to run as the service user"
-    run = subprocess.run(["runuser", "-u", service.pw_name, "--", python, "-c", SERVICE_WORK, str(data)],
-                         capture_output=True, text=True, timeout=60, cwd="/")
-    assert (run.returncode, run.stdout) == (0, "ok\n"), run.stderr  # before: attempt to write a readonly database
+    with pytest.raises(BackupError) as refused:
+        restore(DataLayout(data, data / "connector.db", data / "audit-archive"), tmp_path / "backup")
+    assert str(refused.value) == (
+        f"{data} belongs to {service.pw_name}: run restore as that user (sudo -u {service.pw_name} ...), with the "
+        f"backup readable by it; as root, restore would leave root's files where {service.pw_name}'s connector must "
+        "write, or follow links planted in a folder root does not control")
+    assert sorted(p.name for p in data.iterdir()) == before  # not even the lock file
+    assert secret.read_text() == "root's settings\n"
