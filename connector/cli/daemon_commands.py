@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,13 +48,17 @@ def run_cmd(config_path: Path) -> None:
     from ..daemon.runner import Daemon
     from ..daemon.runtime import open_runtime
 
+    # SIGHUP's default action ends the process: a `systemctl reload` while the runtime opens
+    # (migrations, the key, the axis) is kept for the daemon's loop instead.
+    reload_asked = [False]
+    signal.signal(signal.SIGHUP, lambda *_: reload_asked.__setitem__(0, True))
     try:
         config = load_config(config_path)
         setup_logging(config.logging.format, config.logging.level)
         runtime = open_runtime(config)
         # a setting only starting can test (the intake's TLS files or port, the ops port) is
         # the same kind of error; run_forever has closed the runtime (and its lock) by then
-        code = Daemon(runtime).run_forever()
+        code = Daemon(runtime).run_forever(reload_asked)
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(1)

@@ -435,13 +435,15 @@ class Daemon:
             else:
                 log.error("final seal failed: unexpected %s: %s", type(exc).__name__, exc, exc_info=exc)
 
-    def run_forever(self) -> int:
+    def run_forever(self, reload_asked: list[bool] | None = None) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code. The runtime is closed when this
         returns, and also when the start fails (its error is raised: a :class:`ConfigError` for
         a setting that cannot be used), so the instance lock is never left held. The signal
         handlers it installs are put back as they were."""
         stop = threading.Event()
-        reload_asked = [False]  # a plain flag: the handler takes no lock, the reload runs in the loop below
+        # A plain flag: the handler takes no lock, the reload runs in the loop below. The caller
+        # may pass the one its own early handler set (a SIGHUP while the runtime was opening).
+        reload_asked = reload_asked if reload_asked is not None else [False]
 
         def on_hup(*_) -> None:
             reload_asked[0] = True

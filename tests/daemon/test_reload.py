@@ -346,3 +346,44 @@ def test_sighup_to_a_running_daemon_reloads_and_logs_the_summary(tmp_path, sandb
         code = process.terminate()
     assert code == 0, process.log_tail()
     assert "Traceback" not in log()
+
+
+EARLY_SIGHUP = """
+import os, signal, sys
+import connector.daemon.runtime as runtime
+from connector.cli import main
+
+opening = runtime.open_runtime
+
+def open_with_a_reload_asked(config):
+    os.kill(os.getpid(), signal.SIGHUP)  # `systemctl reload` while the runtime opens
+    return opening(config)
+
+runtime.open_runtime = open_with_a_reload_asked
+main(["run", "--config", sys.argv[1]])
+"""
+
+
+def test_a_sighup_while_the_daemon_starts_is_kept_for_after_the_start(tmp_path, sandbox, pkis):
+    """SIGHUP's default action ends a process: one arriving while the runtime opens (before the
+    daemon's loop installs its handler) must not kill the daemon, and is honoured once it runs."""
+    import subprocess
+    import sys
+
+    agencies, _ = pkis
+    creds = {a.organ_id: {"token": a.token, "secret": a.secret} for a in sandbox.store.agencies()}
+    site = write_site_config(tmp_path / H16, code=H16, name=H16, binding="soap", sandbox_url=sandbox.url,
+                             credentials=creds[H16], pki=agencies)
+    log = site.folder / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", EARLY_SIGHUP, str(site.config_path)], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert wait_for(lambda: proc.poll() is not None or "configuration reloaded: " in log.read_text(errors="replace"),
+                        60, step=0.1), log.read_text(errors="replace")
+        assert proc.poll() is None, f"the daemon ended ({proc.returncode}):\n{log.read_text(errors='replace')}"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0, log.read_text(errors="replace")
