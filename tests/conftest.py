@@ -49,3 +49,21 @@ def postgres_server():
 def pg_url(postgres_server) -> str:
     """The SQLAlchemy URL of a fresh, empty PostgreSQL database for this test."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def dev_pki(tmp_path_factory):
+    """A development PKI for the session (root and issuing CA, the agencies, TLS pairs); read
+    only: a test that needs to change one makes its own."""
+    from connector.signing.devpki import create_dev_pki
+
+    return create_dev_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """A sandbox axis (provincial hub and VXP) of this test's own, on loopback."""
+    from connector.sandbox.server import SandboxServer
+
+    with SandboxServer(tmp_path / "sandbox", seed=7) as server:
+        yield server

@@ -23,8 +23,7 @@ from connector.daemon.config import ConfigError
 from connector.daemon.devsite import SiteAgency, write_site_config
 from connector.daemon.runtime import open_runtime
 from connector.routing.sql_delivery import create_example_tables
-from connector.sandbox.server import SandboxServer
-from connector.signing.devpki import DOCUMENT_SIGNING_EKU, agency_name, create_dev_pki, issue_certificate
+from connector.signing.devpki import DOCUMENT_SIGNING_EKU, agency_name, issue_certificate
 from connector.store.db import MIGRATIONS, current_revision, head_revision, marker_path, open_database
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -38,15 +37,10 @@ EVERY_CHECK = [
 LINE = re.compile(r"^(ok|warning|FAILED|skipped) +([^:]+): (.*)$")
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return create_dev_pki(tmp_path_factory.mktemp("pki"))
-
-
 @pytest.fixture
-def sandbox(tmp_path):
-    with SandboxServer(tmp_path / "sandbox", seed=7) as server:
-        yield server
+def pki(dev_pki):
+    """The session's development PKI (tests/conftest.py), read only."""
+    return dev_pki
 
 
 @pytest.fixture

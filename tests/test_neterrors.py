@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from connector.neterrors import short
+from tests.support.raw_http import unreachable_port
 
 
 def _closed_port() -> int:
@@ -46,19 +47,8 @@ def test_other_errors_keep_their_own_text():
 
 
 def test_a_connect_timeout_names_the_endpoint_and_the_limit_not_the_url():
-    with socket.socket() as full:
-        full.bind(("127.0.0.1", 0))
-        full.listen(0)  # backlog full: further SYNs are dropped, like a host that is down
-        port = full.getsockname()[1]
-        fillers = [socket.socket() for _ in range(4)]
-        for s in fillers:
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", port))
-        try:
-            failure = _failure(f"http://127.0.0.1:{port}/soap?api_key=SECRET", timeout=(0.3, 5))
-        finally:
-            for s in fillers:
-                s.close()
+    with unreachable_port() as port:
+        failure = _failure(f"http://127.0.0.1:{port}/soap?api_key=SECRET", timeout=(0.3, 5))
     text = short(failure)
     assert text.startswith(f"127.0.0.1:{port}: ") and "timed out" in text, text
     assert "Max retries" not in text and "SECRET" not in text, text

@@ -13,22 +13,9 @@ from connector.daemon.devsite import SiteAgency, write_site_config
 from connector.daemon.runtime import Runtime, open_runtime
 from connector.edxml.jsonform import to_json
 from connector.edxml.samples import sample_edoc
-from connector.sandbox.server import SandboxServer
-from connector.signing.devpki import create_dev_pki
 from connector.signing.keys import KeyUnavailableError
 
 H16, G22 = "000.00.00.H16", "000.00.00.G22"
-
-
-@pytest.fixture(scope="session")
-def dev_pki(tmp_path_factory):
-    return create_dev_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def sandbox(tmp_path):
-    with SandboxServer(tmp_path / "sandbox", seed=7) as server:
-        yield server
 
 
 @dataclass

@@ -19,7 +19,7 @@ import pytest
 from connector.httpserver import WsgiServer
 from connector.routing.delivery import DeliveryError
 
-from tests.support.raw_http import read_request
+from tests.support.raw_http import read_request, unreachable_port
 
 from .conftest import DmsStandIn, make_hook
 
@@ -180,22 +180,11 @@ def test_connecting_to_a_dmss_host_that_is_down_is_given_up_after_timeout_s(make
     most: a large item to a DMS whose host is down is not held for the whole deadline."""
     import os
 
-    with socket.socket() as full:
-        full.bind(("127.0.0.1", 0))
-        full.listen(0)  # backlog full: further SYNs are dropped, like a host that is down
-        port = full.getsockname()[1]
-        fillers = [socket.socket() for _ in range(4)]
-        for s in fillers:
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", port))
-        delivery = make_delivery(attachments=[("big.pdf", os.urandom(1 << 20))])  # deadline some 10 s
+    delivery = make_delivery(attachments=[("big.pdf", os.urandom(1 << 20))])  # deadline some 10 s
+    with unreachable_port() as port:
         started = time.monotonic()
-        try:
-            with pytest.raises(DeliveryError) as info:
-                make_hook(f"http://127.0.0.1:{port}/api", retries=0, timeout_s=0.5).deliver(delivery)
-        finally:
-            for s in fillers:
-                s.close()
+        with pytest.raises(DeliveryError) as info:
+            make_hook(f"http://127.0.0.1:{port}/api", retries=0, timeout_s=0.5).deliver(delivery)
         elapsed = time.monotonic() - started
     assert info.value.retryable
     assert elapsed < 5, f"connect waited {elapsed:.1f} s with timeout_s 0.5: {info.value}"

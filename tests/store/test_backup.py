@@ -25,8 +25,6 @@ from connector.daemon.devsite import SiteAgency, write_site_config
 from connector.daemon.runtime import Runtime, open_runtime
 from connector.edxml.jsonform import to_json
 from connector.edxml.samples import sample_edoc
-from connector.sandbox.server import SandboxServer
-from connector.signing.devpki import create_dev_pki
 from connector.store.db import DatabaseError, SqliteFile, marker_path, migrate, open_database
 from connector.store.repo import Store
 from tests.support.sites import DaemonProcess
@@ -38,15 +36,10 @@ NO_AUDIT = "\n[audit]\nenabled = false\n"
 # --------------------------------------------------------------------------- fixtures and helpers
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return create_dev_pki(tmp_path_factory.mktemp("pki"))
-
-
 @pytest.fixture
-def sandbox(tmp_path):
-    with SandboxServer(tmp_path / "sandbox", seed=7) as server:
-        yield server
+def pki(dev_pki):
+    """The session's development PKI (tests/conftest.py), read only."""
+    return dev_pki
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from connector.durable import DiskFull
 from connector.store.backup import BackupError, DataLayout, backup, restore
 from connector.store.db import marker_path
 from tests.store.test_backup import (G22, H16, backed_up, cli, make_site, outbound_rows, pki,  # noqa: F401
-                                     sandbox, submit)
+                                     submit)
 from tests.support.small_disk import IN_CI, small_disk
 
 _PAGE = 4096

@@ -26,7 +26,7 @@ from connector.durable import DiskFull
 from connector.store import tables
 from connector.store.db import DatabaseError, migrate, open_database
 from connector.store.repo import Store
-from tests.engine.conftest import G22, H16, dev_pki, inbox_docs, make_side, rounds, sandbox, submit_sample  # noqa: F401
+from tests.engine.conftest import G22, H16, inbox_docs, make_side, rounds, submit_sample  # noqa: F401
 from tests.support.postgres import PostgresServer
 from tests.support.small_disk import SmallDisk, small_disk
 

@@ -1,9 +1,12 @@
-"""Raw HTTP on a socket, for stand-in servers that must misbehave in ways a WSGI app cannot
-(cut a transfer, trickle an answer): reading one whole request off a connection."""
+"""Raw sockets for stand-ins that must misbehave in ways a WSGI app cannot: reading one whole
+request off a connection (to cut a transfer or trickle an answer), and a port that behaves like
+a host that is down."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def read_request(conn: socket.socket) -> bytes:
@@ -24,3 +27,22 @@ def read_request(conn: socket.socket) -> bytes:
             raise ConnectionError("the client closed inside its request")
         body += block
     return head + b"\r\n\r\n" + body
+
+
+@contextmanager
+def unreachable_port() -> Iterator[int]:
+    """A loopback port that behaves like a host that is down: its listen queue is full, so
+    further connection attempts get no answer at all (they time out, never "refused")."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        fillers = [socket.socket() for _ in range(4)]
+        try:
+            for s in fillers:
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", port))
+            yield port
+        finally:
+            for s in fillers:
+                s.close()
