@@ -516,10 +516,12 @@ def poll_failure_reason(exc: BaseException) -> str:
     return "internal"
 
 
-UNAVAILABLE: tuple[type[BaseException], ...] = (GateClosed, DatabaseError, sa.exc.OperationalError)
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    GateClosed, DatabaseError, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError,
+)
 """What the intake API's calls into the engine may meet when the connector itself cannot take
 anything in for now: the audit gate closed (exchanges stopped, fail-closed), the database
-unreachable, gone or locked. Answered 503 with Retry-After (:func:`intake_unavailable`)."""
+unreachable, gone, locked, its connection lost, or every pooled connection busy. Answered 503 with Retry-After (:func:`intake_unavailable`)."""
 
 
 def intake_unavailable(exc: BaseException) -> IntakeUnavailable:

@@ -279,3 +279,20 @@ def test_intake_with_exchanges_stopped_by_the_audit_gate_is_503(intake, caplog, 
                        "exchange stopped (fail closed): ", reason)
     assert intake.rt.store.summary(recent=0).outbound == queued  # nothing was queued
     assert get_tracking(intake.http_intake.url).status_code == 404
+
+
+@pytest.mark.parametrize("error", [
+    sa.exc.TimeoutError("QueuePool limit of size 5 overflow 5 reached, connection timed out, timeout 30.00"),
+    sa.exc.InterfaceError("SELECT 1", (), Exception("connection already closed")),
+], ids=["pool-exhausted", "connection-lost"])
+def test_intake_with_every_database_connection_busy_or_lost_is_503(intake, caplog, monkeypatch, error):
+    """PostgreSQL under load: the pool has no free connection for 30 s, or the one it had was
+    closed under it. The connector is busy, not broken: 503, and the DMS tries again."""
+    def busy(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr(intake.engine, "submit", busy)
+    caplog.clear()
+    response = post_document(intake.http_intake.url)
+    assert_unavailable(response, "the connector's database is unavailable", caplog, "POST /documents",
+                       "database unavailable: ")
