@@ -391,3 +391,41 @@ def test_a_database_emptied_to_zero_bytes_fails_as_the_start_would(make_site):
     assert result.exit_code == 1
     status, detail = verdicts(result)["database"]
     assert status == "FAILED" and "is empty (0 bytes)" in detail and "cli.py restore" in detail
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_empty_intake_token_fails_as_the_start_would(make_site, tmp_path):
+    token = tmp_path / "intake-token"
+    token.write_text("\n")
+    site = make_site(extra=f'[routing.intake.http]\nport = {_free_port()}\ntoken_file = "{token}"\n')
+    result = check(site)
+    assert result.exit_code == 1
+    assert verdicts(result)["intake"] == (
+        "FAILED", f"routing.intake.http.token: the intake API's token (file:{token}) is empty")
+
+
+def test_a_time_stamping_authority_without_a_signing_key_fails_as_the_start_would(make_site):
+    site = make_site(extra='[audit]\nenabled = true\ntsa_url = "http://127.0.0.1:9/tsa"\n')
+    text = re.sub(r"^key = \{.*\}\n", "", site.config_path.read_text(encoding="utf-8"), flags=re.M)
+    site.config_path.write_text(text, encoding="utf-8")
+    result = check(site)
+    assert result.exit_code == 1
+    assert verdicts(result)["audit"] == (
+        "FAILED", "[audit] tsa_url needs a signing key ([signing] key): time-stamps cover the batches' signatures")
+
+
+def test_a_secret_in_the_axis_url_is_not_printed(make_site):
+    site = make_site()
+    text = site.config_path.read_text(encoding="utf-8")
+    text = re.sub(r'^(url = "[^"]*/soap)"', r'\1?api_key=HUBKEY-s3cr3t-777"', text, count=1, flags=re.M)
+    assert "HUBKEY-s3cr3t-777" in text
+    site.config_path.write_text(text, encoding="utf-8")
+    for output in (check(site).output, check(site, "--json").output):
+        assert "axis" in output and "HUBKEY-s3cr3t-777" not in output

@@ -352,7 +352,7 @@ class Preflight:
         spool = self.config.data_dir / "spool"
         axis = make_axis(once, spool if spool.is_dir() else None)
         organ = a.organ_id or self.config.connector.agency
-        where = f"{a.binding} axis {a.url}"
+        where = f"{a.binding} axis {redact_url(a.url)}"  # a hub URL may carry ?api_key=...
         try:
             agencies = axis.directory()
         except AuthenticationError as exc:
@@ -517,8 +517,10 @@ class Preflight:
             parts.append(f"folder {config.path(intake.folder)} (settle {intake.settle_s:g} s)")
         http = intake.http
         if http is not None:
-            self.secret(f"env:{http.token_env}" if http.token_env else f"file:{config.path(http.token_file)}",
-                        "routing.intake.http.token")
+            ref = f"env:{http.token_env}" if http.token_env else f"file:{config.path(http.token_file)}"
+            if not self.secret(ref, "routing.intake.http.token"):  # the daemon refuses to start with it
+                yield Verdict("intake", "failed", f"routing.intake.http.token: the intake API's token ({ref}) is empty")
+                return
             scheme = "http"
             if http.tls_cert is not None:
                 paths = [config.path(p) if p is not None else None for p in (http.tls_cert, http.tls_key, http.tls_client_ca)]
@@ -553,6 +555,10 @@ class Preflight:
             return
         notes = []
         if not self.config.signing.key:
+            if a.tsa_url:  # the start refuses it (AuditLog): time-stamps cover batch signatures
+                yield Verdict("audit", "failed", "[audit] tsa_url needs a signing key ([signing] key): time-stamps "
+                                                 "cover the batches' signatures")
+                return
             notes.append("no signing key: its batches are sealed without a signature")
         if self.db_fresh:
             yield Verdict("audit", "warning" if notes else "ok",

@@ -517,11 +517,13 @@ def poll_failure_reason(exc: BaseException) -> str:
 
 
 UNAVAILABLE: tuple[type[BaseException], ...] = (
-    GateClosed, DatabaseError, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError,
+    GateClosed, DatabaseError, sa.exc.DBAPIError, sa.exc.TimeoutError, OSError,
 )
 """What the intake API's calls into the engine may meet when the connector itself cannot take
 anything in for now: the audit gate closed (exchanges stopped, fail-closed), the database
-unreachable, gone, locked, its connection lost, or every pooled connection busy. Answered 503 with Retry-After (:func:`intake_unavailable`)."""
+unreachable, gone, locked, damaged, its connection lost, or every pooled connection busy, or
+the staging folder not writable (the request's files are the connector's own copies by then:
+an OSError there is the connector's, never the DMS's). Answered 503 with Retry-After (:func:`intake_unavailable`)."""
 
 
 def intake_unavailable(exc: BaseException) -> IntakeUnavailable:
@@ -531,6 +533,11 @@ def intake_unavailable(exc: BaseException) -> IntakeUnavailable:
     if isinstance(exc, GateClosed):
         return IntakeUnavailable("the connector has stopped exchanging documents for now",
                                  f"exchange stopped (fail closed): {exc}")
+    if isinstance(exc, OSError):
+        full = as_disk_full(exc)
+        if full is not None:
+            return IntakeUnavailable("the connector's storage is full", operational_reason(full))
+        return IntakeUnavailable("the connector cannot store documents for now", operational_reason(exc))
     if isinstance(exc, sa.exc.DBAPIError):
         orig = exc.orig if isinstance(exc.orig, BaseException) else exc
         lines = str(orig).strip().splitlines()

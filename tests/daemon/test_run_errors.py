@@ -296,3 +296,34 @@ def test_intake_with_every_database_connection_busy_or_lost_is_503(intake, caplo
     response = post_document(intake.http_intake.url)
     assert_unavailable(response, "the connector's database is unavailable", caplog, "POST /documents",
                        "database unavailable: ")
+
+
+def test_intake_with_a_staging_folder_it_cannot_write_is_503_naming_it_in_the_log(intake, caplog, monkeypatch):
+    """The request's files are the connector's own copies once submit runs: an OSError there
+    (the staging folder made read-only, removed, a permission changed) is the connector's
+    trouble, not the DMS's: 503 and one log line naming the folder, not a 500 and a traceback."""
+    import errno as errno_codes
+
+    staging = intake.rt.config.data_dir / "outgoing"
+
+    def read_only(*_args, **_kwargs):
+        raise PermissionError(errno_codes.EACCES, "Permission denied", str(staging))
+
+    monkeypatch.setattr(intake.engine, "submit", read_only)
+    caplog.clear()
+    response = post_document(intake.http_intake.url)
+    assert_unavailable(response, "the connector cannot store documents for now", caplog, "POST /documents",
+                       f"Permission denied: {staging}")
+    assert str(staging) not in response.text
+
+
+def test_intake_with_a_damaged_database_is_503(intake, caplog, monkeypatch):
+    """SQLite's "database disk image is malformed" is a DatabaseError, not an OperationalError."""
+    def malformed(*_args, **_kwargs):
+        raise sa.exc.DatabaseError("SELECT 1", (), sqlite3.DatabaseError("database disk image is malformed"))
+
+    monkeypatch.setattr(intake.engine, "submit", malformed)
+    caplog.clear()
+    response = post_document(intake.http_intake.url)
+    assert_unavailable(response, "the connector's database is unavailable", caplog, "POST /documents",
+                       "database unavailable: database disk image is malformed")
