@@ -417,8 +417,9 @@ def test_a_time_stamping_authority_without_a_signing_key_fails_as_the_start_woul
     site.config_path.write_text(text, encoding="utf-8")
     result = check(site)
     assert result.exit_code == 1
-    assert verdicts(result)["audit"] == (
-        "FAILED", "[audit] tsa_url needs a signing key ([signing] key): time-stamps cover the batches' signatures")
+    assert verdicts(result)["configuration"] == (
+        "FAILED", f"{site.config_path}: audit.tsa_url: a time-stamping authority needs a signing key ([signing] key): "
+                  "time-stamps cover the batches' signatures")
 
 
 def test_a_secret_in_the_axis_url_is_not_printed(make_site):

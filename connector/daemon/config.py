@@ -266,6 +266,9 @@ def _file_problems(config: Config) -> list[str]:
     from ..store.db import DatabaseError, check_url
 
     problems = config.axis.problems()
+    if config.audit.enabled and config.audit.tsa_url and not config.signing.key:
+        problems.append("audit.tsa_url: a time-stamping authority needs a signing key ([signing] key): "
+                        "time-stamps cover the batches' signatures")
     for key, path in (
         ("connector.data_dir", config.data_dir),
         ("signing.trust_dir", config.path(config.signing.trust_dir)),

@@ -314,3 +314,11 @@ def test_errors_found_when_the_runtime_opens_name_the_file(tmp_path, monkeypatch
         open_runtime(path)
     assert str(err.value).startswith(f"{path}: signing.key: "), str(err.value)
     assert SECRET not in str(err.value)
+
+
+def test_a_time_stamping_authority_without_a_signing_key_is_refused_at_load(tmp_path):
+    """Found when the file is read, not as "unexpected AuditError" (exit 3) once the runtime opens."""
+    path = write(tmp_path, rest='[audit]\ntsa_url = "http://127.0.0.1:9/tsa"\n')
+    assert refused(path) == (f"{path}: audit.tsa_url: a time-stamping authority needs a signing key ([signing] key): "
+                             "time-stamps cover the batches' signatures")
+    load_config(write(tmp_path, rest='[audit]\nenabled = false\ntsa_url = "http://127.0.0.1:9/tsa"\n'))
