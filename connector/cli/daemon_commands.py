@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from ..audit.log import AuditError
 from ..daemon.config import ConfigError, load_config
 from ..edxml.model import NOT_DELIVERED_CODES
 from ..engine.outbox import IntakeError
@@ -61,6 +62,9 @@ def run_cmd(config_path: Path) -> None:
         code = Daemon(runtime).run_forever(reload_asked)
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(1)
+    except AuditError as exc:  # the exchange log cannot be opened as it is (damaged, altered): say so, plainly
+        click.echo(f"audit log error: {exc}", err=True)
         sys.exit(1)
     sys.exit(code)
 

@@ -327,3 +327,28 @@ def test_intake_with_a_damaged_database_is_503(intake, caplog, monkeypatch):
     response = post_document(intake.http_intake.url)
     assert_unavailable(response, "the connector's database is unavailable", caplog, "POST /documents",
                        "database unavailable: database disk image is malformed")
+
+
+def test_an_exchange_log_that_cannot_be_opened_at_start_is_one_line_exit_1(monkeypatch, tmp_path):
+    """An AuditError while the runtime opens (the log altered or damaged) is said as such, exit
+    1, not "unexpected AuditError" with exit 3."""
+    from click.testing import CliRunner
+
+    from connector.audit.log import AuditIntegrityError
+    from connector.cli.daemon_commands import run_cmd
+    import connector.daemon.runtime as runtime
+
+    def damaged(_config):
+        raise AuditIntegrityError("entry 41: its hash does not chain to entry 40 (the log was altered)")
+
+    config = tmp_path / "connector.toml"
+    config.write_text('[connector]\nagency = "000.00.00.H16"\n[axis]\nbinding = "soap"\n'
+                      'url = "http://127.0.0.1:1/soap"\ntoken = "env:HUB_TOKEN"\n', encoding="utf-8")
+    monkeypatch.setattr(runtime, "open_runtime", damaged)
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        result = CliRunner().invoke(run_cmd, ["--config", str(config)])
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert result.exit_code == 1
+    assert result.output.strip() == "audit log error: entry 41: its hash does not chain to entry 40 (the log was altered)"
