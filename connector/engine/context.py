@@ -97,16 +97,6 @@ class EngineContext:
     gate: Callable[[], None] = lambda: None  # raises GateClosed to stop exchanging (audit fail-closed)
 
     @property
-    def trust(self) -> TrustOptions:
-        """The current trust anchors (prefer reading :attr:`verification` once per document)."""
-        return self.verification.trust
-
-    @property
-    def policy(self) -> SignaturePolicy:
-        """The current signature policy (prefer reading :attr:`verification` once per document)."""
-        return self.verification.policy
-
-    @property
     def agency_code(self) -> str:
         return self.settings.agency.organ_id or ""
 
