@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import sqlite3
-import ssl
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -507,7 +506,7 @@ class Preflight:
         """Where outbound documents come from: the folder (its folders are in ``folders``),
         the HTTP API's token and TLS files as the daemon loads them. The API's port is not
         tried: beside a running daemon it is taken, as it should be."""
-        from ..httpserver import tls_context
+        from ..daemon.runtime import intake_tls_context, intake_token_ref
 
         config = self.config
         intake = config.routing.intake
@@ -517,19 +516,16 @@ class Preflight:
             parts.append(f"folder {config.path(intake.folder)} (settle {intake.settle_s:g} s)")
         http = intake.http
         if http is not None:
-            ref = f"env:{http.token_env}" if http.token_env else f"file:{config.path(http.token_file)}"
+            ref = intake_token_ref(config)
             if not self.secret(ref, "routing.intake.http.token"):  # the daemon refuses to start with it
                 yield Verdict("intake", "failed", f"routing.intake.http.token: the intake API's token ({ref}) is empty")
                 return
             scheme = "http"
             if http.tls_cert is not None:
-                paths = [config.path(p) if p is not None else None for p in (http.tls_cert, http.tls_key, http.tls_client_ca)]
                 try:
-                    tls_context(*paths)
-                except (ssl.SSLError, OSError, ValueError) as exc:
-                    named = ", ".join(str(p) for p in paths if p is not None)
-                    yield Verdict("intake", "failed", f"routing.intake.http: the TLS certificate, key or client CA "
-                                                      f"({named}) cannot be loaded: {getattr(exc, 'reason', None) or exc}")
+                    intake_tls_context(config)  # as the daemon's start loads them
+                except ConfigError as exc:
+                    yield Verdict("intake", "failed", str(exc))
                     return
                 scheme = "https"
             parts.append(f"HTTP API {scheme}://{http.host}:{http.port} (token readable)")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import signal
-import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +38,8 @@ from ..routing.http_intake import IntakeUnavailable
 from ..signing.keys import KeySourceError, KeyUnavailableError
 from ..signing.trust import TrustStoreError
 from ..store.db import DatabaseError
-from .runtime import Runtime, make_router, make_verification, needs_restart, with_reloaded
+from .runtime import (Runtime, intake_tls_context, intake_token_ref, make_router, make_verification, needs_restart,
+                      with_reloaded)
 
 log = logging.getLogger("connector.daemon")
 
@@ -343,12 +343,12 @@ class Daemon:
             except UNAVAILABLE as exc:
                 raise intake_unavailable(exc) from None
 
-        ref = f"env:{http.token_env}" if http.token_env else f"file:{self.config.path(http.token_file)}"
+        ref = intake_token_ref(self.config)
         token = read_secret(ref, "routing.intake.http.token", self.config.source)
         if not token:  # intake_app would refuse it with a bare ValueError
             raise config_error(self.config.source, "routing.intake.http.token", f"the intake API's token ({ref}) is empty")
         app = intake_app(submit, track, report_status, token, spool_dir=self.rt.config.data_dir / "spool")
-        context = self._intake_tls_context(http)
+        context = intake_tls_context(self.config)
         try:
             server = WsgiServer(app, host=http.host, port=http.port, ssl_context=context)
         except OSError as exc:  # the port is taken or not ours to open
@@ -356,26 +356,10 @@ class Daemon:
                                f"cannot listen on {http.host}:{http.port} for the intake API: {exc.strerror or exc}") from None
         self.http_intake = server.start()
         if not self.http_intake.loopback_only and context is None:
-            log.warning("the intake API is served on %s, beyond this machine, over plain HTTP: its bearer token and "
+            log.warning("the intake API is served on %s, beyond this machine, over plain HTTP: its access token and "
                         "the documents cross the network in clear; set [routing.intake.http] tls_cert and tls_key, "
                         "or restrict it with a firewall", self.http_intake.url)
         log.info("intake API on %s", self.http_intake.url)
-
-    def _intake_tls_context(self, http) -> ssl.SSLContext | None:
-        """The intake API's TLS context when HTTPS is configured; a certificate or key that
-        cannot be loaded is a configuration error naming the files."""
-        from ..httpserver import tls_context
-
-        if http.tls_cert is None:
-            return None
-        paths = [self.config.path(p) if p is not None else None for p in (http.tls_cert, http.tls_key, http.tls_client_ca)]
-        try:
-            return tls_context(*paths)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            named = ", ".join(str(p) for p in paths if p is not None)
-            raise config_error(self.config.source, "routing.intake.http",
-                               f"the TLS certificate, key or client CA ({named}) cannot be loaded: "
-                               f"{getattr(exc, 'reason', None) or exc}") from None
 
     def reload(self) -> None:
         """Re-read the configuration file (SIGHUP) and apply, each part swapped whole, what can

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,29 @@ def trust_options(config: Config, *, known: TrustStore | None = None) -> TrustOp
             problems = "; ".join(f"{s.path}: {s.reason}" for s in new)
             raise config.error("signing.trust_dir", f"{problems} (fix or remove it, then reload again)")
     return trust
+
+
+def intake_token_ref(config: Config) -> str:
+    """Where the intake API's bearer token is read from (``env:NAME`` or ``file:/path``)."""
+    http = config.routing.intake.http
+    return f"env:{http.token_env}" if http.token_env else f"file:{config.path(http.token_file)}"
+
+
+def intake_tls_context(config: Config) -> ssl.SSLContext | None:
+    """The intake API's TLS context when HTTPS is configured; a certificate, key or client CA
+    that cannot be loaded is a :class:`ConfigError` naming the files."""
+    from ..httpserver import tls_context
+
+    http = config.routing.intake.http
+    if http is None or http.tls_cert is None:
+        return None
+    paths = [config.path(p) if p is not None else None for p in (http.tls_cert, http.tls_key, http.tls_client_ca)]
+    try:
+        return tls_context(*paths)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        named = ", ".join(str(p) for p in paths if p is not None)
+        raise config.error("routing.intake.http", f"the TLS certificate, key or client CA ({named}) cannot be "
+                                                  f"loaded: {getattr(exc, 'reason', None) or exc}") from None
 
 
 def make_verification(config: Config, *, known: TrustStore | None = None) -> Verification:

@@ -336,6 +336,7 @@ def test_an_exchange_log_that_cannot_be_opened_at_start_is_one_line_exit_1(monke
 
     from connector.audit.log import AuditIntegrityError
     from connector.cli.daemon_commands import run_cmd
+    import connector.daemon.logs as logs
     import connector.daemon.runtime as runtime
 
     def damaged(_config):
@@ -345,6 +346,7 @@ def test_an_exchange_log_that_cannot_be_opened_at_start_is_one_line_exit_1(monke
     config.write_text('[connector]\nagency = "000.00.00.H16"\n[axis]\nbinding = "soap"\n'
                       'url = "http://127.0.0.1:1/soap"\ntoken = "env:HUB_TOKEN"\n', encoding="utf-8")
     monkeypatch.setattr(runtime, "open_runtime", damaged)
+    monkeypatch.setattr(logs, "setup_logging", lambda *_: None)  # the suite's logging stays as it is
     previous = signal.getsignal(signal.SIGHUP)
     try:
         result = CliRunner().invoke(run_cmd, ["--config", str(config)])

@@ -187,7 +187,7 @@ def test_intake_api_beyond_loopback_is_warned(make_side, caplog, tmp_path):
         assert requests.get(f"http://127.0.0.1:{port}/documents/x", timeout=10).status_code == 401
     warnings = [r.getMessage() for r in _daemon_records(caplog, logging.WARNING) if "intake API" in r.getMessage()]
     assert warnings == [
-        f"the intake API is served on http://0.0.0.0:{port}, beyond this machine, over plain HTTP: its bearer token "
+        f"the intake API is served on http://0.0.0.0:{port}, beyond this machine, over plain HTTP: its access token "
         "and the documents cross the network in clear; set [routing.intake.http] tls_cert and tls_key, or restrict "
         "it with a firewall"]
 
